@@ -1,0 +1,86 @@
+"""The Python API: ``restyle.transfer`` and ``restyle.texture``.
+
+Both accept paths, PIL images, arrays or tensors, take the method's parameters
+as keyword arguments (see ``restyle methods``), and return a PIL image. With
+``output=`` the result is also written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from . import imaging
+from .errors import RestyleError
+from .imaging import ImageLike
+from .methods import Inputs, get_method
+from .optimize import Progress
+from .params import make
+
+
+def _styles(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    if isinstance(style, (list, tuple)):
+        return list(style)
+    return [style]
+
+
+def _weights(n: int, style_weights: Sequence[float] | None) -> list[float]:
+    if style_weights is None:
+        return [1.0] * n
+    weights = [float(w) for w in style_weights]
+    if len(weights) != n:
+        raise RestyleError(f"got {len(weights)} style weights for {n} style images")
+    if any(w < 0 or w != w for w in weights) or sum(weights) <= 0:
+        raise RestyleError("style weights must be non-negative and not all zero")
+    return weights
+
+
+def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
+             method: str = "gatys", style_weights: Sequence[float] | None = None,
+             output: str | os.PathLike | None = None, overwrite: bool = False,
+             callbacks: Sequence[Callable[[Progress], None]] = (), **params) -> Image.Image:
+    """Render ``content`` in the style of ``style`` (one image or a list to blend).
+
+    ``style_weights`` blends several styles (normalised to sum to 1). Remaining
+    keyword arguments are the method's parameters, e.g. ``size=512,
+    strength=0.7, preserve_color="luminance"``. Returns a PIL RGB image.
+    """
+    m = get_method(method)
+    if m.task != "transfer":
+        raise RestyleError(f"method {method!r} synthesises textures; use restyle.texture")
+    p = make(m.Params, **params)
+    out_path = imaging.check_output_path(output, overwrite) if output is not None else None
+    styles = _styles(style)
+    if not styles:
+        raise RestyleError("give at least one style image")
+    weights = _weights(len(styles), style_weights)
+    inputs = Inputs(imaging.load_image(content, "content image"),
+                    [imaging.load_image(s, "style image") for s in styles], weights)
+    result = imaging.to_pil(m.run(inputs, p, callbacks))
+    if out_path is not None:
+        imaging.save_image(result, out_path, overwrite=True)
+    return result
+
+
+def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture",
+            exemplar_weights: Sequence[float] | None = None, output: str | os.PathLike | None = None,
+            overwrite: bool = False, callbacks: Sequence[Callable[[Progress], None]] = (),
+            **params) -> Image.Image:
+    """Synthesise a new texture like ``exemplar`` (e.g. ``size="512x512", tileable=True``).
+
+    Several exemplars are mixed with ``exemplar_weights``.
+    """
+    m = get_method(method)
+    if m.task != "texture":
+        raise RestyleError(f"method {method!r} is a transfer method; use restyle.transfer")
+    p = make(m.Params, **params)
+    out_path = imaging.check_output_path(output, overwrite) if output is not None else None
+    exemplars = _styles(exemplar)
+    inputs = Inputs(None, [imaging.load_image(e, "exemplar image") for e in exemplars],
+                    _weights(len(exemplars), exemplar_weights))
+    result = imaging.to_pil(m.run(inputs, p, callbacks))
+    if out_path is not None:
+        imaging.save_image(result, out_path, overwrite=True)
+    return result

@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks (speed and memory) and, later, quality metrics and sheets."""

@@ -1,0 +1,313 @@
+"""Images in and out: robust loading, resizing, colour spaces and colour transfer.
+
+Everything that touches pixels outside the networks lives here. Tensors are
+(N, 3, H, W) float RGB in [0, 1]; arrays are (H, W, 3).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import RestyleError
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+#: Refuse to decode images larger than this many pixels (decompression bombs).
+MAX_PIXELS = 100_000_000
+#: Largest output side accepted anywhere (a 16k x 16k result is already ~1 GB of floats).
+MAX_SIDE = 16384
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: alpha composited on white, 16-bit scaled, CMYK converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr, "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if arr.max() <= 1.0 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    if img.mode != "RGB":
+        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return img
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # CHW to HWC
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise RestyleError(f"an image array must be HxW, HxWx3 or HxWx4, not {arr.shape}")
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == np.uint16:
+        out = (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool:
+        out = (np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 1) * 255 + 0.5).astype(np.uint8)
+    else:
+        out = np.clip(arr, 0, 255).astype(np.uint8)
+    return _to_rgb(Image.fromarray(out))
+
+
+def load_image(src: ImageLike, what: str = "image") -> Image.Image:
+    """Load a path, PIL image, array or tensor as an 8-bit RGB PIL image.
+
+    EXIF orientation is applied, alpha is composited on white, palette, grayscale,
+    16-bit and CMYK images are converted. Problems raise ``RestyleError`` with a
+    one-line message naming ``what`` (e.g. "style image").
+    """
+    if isinstance(src, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(src))
+    if isinstance(src, torch.Tensor):
+        t = src.detach().cpu().float()
+        if t.ndim == 4:
+            if t.shape[0] != 1:
+                raise RestyleError(f"{what}: expected one image, got a batch of {t.shape[0]}")
+            t = t[0]
+        return _from_array(t.numpy())
+    if isinstance(src, np.ndarray):
+        return _from_array(src)
+    if not isinstance(src, (str, os.PathLike)):
+        raise RestyleError(f"{what}: expected a file path, PIL image, array or tensor, "
+                           f"not {type(src).__name__}")
+    path = Path(src)
+    if not path.exists():
+        raise RestyleError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise RestyleError(f"{what} is a folder, not an image file: {path}")
+    previous = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise RestyleError(f"{what} {path} is too large to decode safely "
+                           f"(more than {MAX_PIXELS // 1_000_000} megapixels)") from None
+    except UnidentifiedImageError:
+        raise RestyleError(f"{what} {path} is not an image file restyle can read") from None
+    except PermissionError:
+        raise RestyleError(f"{what} {path} cannot be read: permission denied") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise RestyleError(f"{what} {path} is damaged or truncated ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+# ----------------------------------------------------------------------------- tensors
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB to a (1, 3, H, W) float tensor in [0, 1]."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_pil(t: torch.Tensor) -> Image.Image:
+    """A (1, 3, H, W) or (3, H, W) tensor in [0, 1] to a PIL RGB image."""
+    if t.ndim == 4:
+        t = t[0]
+    arr = (t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
+def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(w, h) scaled so that the longer side is ``long_side``, keeping the aspect ratio."""
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """High-quality resize of a PIL image to (w, h)."""
+    if img.size == tuple(size):
+        return img
+    return img.resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def resize_tensor(t: torch.Tensor, size: tuple[int, int], wrap: bool = False) -> torch.Tensor:
+    """Resize a (N, C, H, W) tensor to (h, w) = ``size`` with antialiased bicubic filtering.
+
+    With ``wrap`` the image is treated as periodic (for tileable textures).
+    """
+    h, w = size
+    if tuple(t.shape[-2:]) == (h, w):
+        return t
+    if not wrap:
+        return F.interpolate(t, size=(h, w), mode="bicubic", align_corners=False,
+                             antialias=True).clamp(0, 1)
+    ph, pw = max(2, t.shape[-2] // 8), max(2, t.shape[-1] // 8)
+    padded = F.pad(t, (pw, pw, ph, ph), mode="circular")
+    sy, sx = h / t.shape[-2], w / t.shape[-1]
+    big = F.interpolate(padded, scale_factor=(sy, sx), mode="bicubic", align_corners=False,
+                        antialias=True, recompute_scale_factor=False)
+    oy, ox = round(ph * sy), round(pw * sx)
+    return big[..., oy:oy + h, ox:ox + w].clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- saving
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output path before any work is done; returns it as a Path."""
+    p = Path(path)
+    if p.suffix.lower() not in SAVE_FORMATS:
+        raise RestyleError(f"cannot write {p}: unknown image extension "
+                           f"(use one of {', '.join(sorted(SAVE_FORMATS))})")
+    if not p.parent.exists():
+        raise RestyleError(f"cannot write {p}: folder {p.parent} does not exist")
+    if not p.parent.is_dir():
+        raise RestyleError(f"cannot write {p}: {p.parent} is not a folder")
+    if p.is_dir():
+        raise RestyleError(f"cannot write {p}: it is a folder")
+    if p.exists() and not overwrite:
+        raise RestyleError(f"{p} already exists; pass --overwrite (overwrite=True) to replace it")
+    if not os.access(p.parent, os.W_OK):
+        raise RestyleError(f"cannot write {p}: folder {p.parent} is not writable")
+    return p
+
+
+def save_image(img: Image.Image | torch.Tensor, path: str | os.PathLike,
+               overwrite: bool = True) -> Path:
+    """Write an image atomically: a temporary file in the same folder, then a rename.
+
+    A reader never sees a half-written file, and an interrupted save leaves none.
+    """
+    p = check_output_path(path, overwrite=overwrite)
+    if isinstance(img, torch.Tensor):
+        img = to_pil(img)
+    fmt = SAVE_FORMATS[p.suffix.lower()]
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix + ".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+            img.save(f, format=fmt, **kwargs)
+        os.replace(tmp, p)
+    except OSError as e:
+        raise RestyleError(f"cannot write {p}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+# ----------------------------------------------------------------------------- colour
+
+# ITU-R BT.601 YIQ, as used by Gatys et al. (2017) for luminance-only transfer.
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114],
+                         [0.595716, -0.274453, -0.321263],
+                         [0.211456, -0.522591, 0.311135]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def rgb_to_yiq(t: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _RGB2YIQ.to(t), t)
+
+
+def yiq_to_rgb(t: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,njhw->nihw", _YIQ2RGB.to(t), t)
+
+
+def luminance(t: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luma Y of an RGB tensor."""
+    return rgb_to_yiq(t)[:, :1]
+
+
+def gray_rgb(t: torch.Tensor) -> torch.Tensor:
+    """The luminance of ``t`` repeated into three channels."""
+    return luminance(t).expand(-1, 3, -1, -1).clamp(0, 1)
+
+
+def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Style luminance shifted and scaled to the content's mean and std, as grey RGB.
+
+    Gatys et al. (2017), eq. 4: style luminance is matched to the content's before
+    luminance-only transfer so that the output keeps the content's tonal range.
+    """
+    ys, yc = luminance(style), luminance(content)
+    ys = (ys - ys.mean()) * (yc.std() / ys.std().clamp_min(1e-6)) + yc.mean()
+    return ys.expand(-1, 3, -1, -1).clamp(0, 1)
+
+
+def combine_luminance(luma_rgb: torch.Tensor, color_from: torch.Tensor) -> torch.Tensor:
+    """Take Y from ``luma_rgb`` and the I, Q chroma from ``color_from`` (same size)."""
+    y = luminance(luma_rgb)
+    iq = rgb_to_yiq(color_from)[:, 1:]
+    return yiq_to_rgb(torch.cat([y, iq], 1)).clamp(0, 1)
+
+
+def linear_color_transfer(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Recolour ``source`` so its RGB mean and covariance match ``reference``'s.
+
+    The symmetric (principal-axes) solution of Gatys et al. (2017), section 5.2:
+    x' = A (x - mu_s) + mu_r with A = C_r^(1/2) C_s^(-1/2), which keeps the
+    source's structure and takes the reference's palette.
+    """
+    def stats(t):
+        x = t[0].reshape(3, -1).double()
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        cov = xc @ xc.T / xc.shape[1] + 1e-5 * torch.eye(3, dtype=x.dtype)
+        return x, mu, cov
+
+    def sqrtm(c, inverse=False):
+        vals, vecs = torch.linalg.eigh(c)
+        vals = vals.clamp_min(1e-8).sqrt()
+        if inverse:
+            vals = 1.0 / vals
+        return vecs @ torch.diag(vals) @ vecs.T
+
+    x, mu_s, cov_s = stats(source)
+    _, mu_r, cov_r = stats(reference)
+    a = sqrtm(cov_r) @ sqrtm(cov_s, inverse=True)
+    out = (a @ (x - mu_s) + mu_r).reshape(source.shape[1:]).unsqueeze(0)
+    return out.to(source.dtype).clamp(0, 1)
+
+
+def histogram_match(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-channel exact histogram matching of ``source`` to ``reference`` (CDF mapping)."""
+    out = torch.empty_like(source)
+    for c in range(3):
+        s = source[0, c].flatten().double()
+        r = reference[0, c].flatten().double()
+        order = torch.argsort(s)
+        ranks = torch.empty_like(order)
+        ranks[order] = torch.arange(len(s))
+        r_sorted = torch.sort(r).values
+        pos = ranks.double() * ((len(r) - 1) / max(len(s) - 1, 1))
+        lo = pos.floor().long().clamp(0, len(r) - 1)
+        hi = (lo + 1).clamp(max=len(r) - 1)
+        frac = pos - lo.double()
+        vals = r_sorted[lo] * (1 - frac) + r_sorted[hi] * frac
+        out[0, c] = vals.reshape(source.shape[-2:]).to(source.dtype)
+    return out
+
+
+def color_transfer(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Give ``source`` the colours of ``reference``: linear mean/covariance match, then
+    exact per-channel histogram matching for the remaining non-Gaussian shape."""
+    return histogram_match(linear_color_transfer(source, reference), reference)

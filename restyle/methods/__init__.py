@@ -1,0 +1,67 @@
+"""The method registry: one small module per method of the survey.
+
+A method is a :class:`Method` subclass with a ``name``, a ``family``
+("image-optimization" or "model-optimization"), a ``task`` ("transfer" or
+"texture"), a typed ``Params`` dataclass and ``run()``. Registering it with
+:func:`register` makes it appear in the CLI, the Python API and the benchmarks
+at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Sequence
+
+import torch
+from PIL import Image
+
+from ..errors import RestyleError
+from ..optimize import Progress
+
+
+@dataclass
+class Inputs:
+    """What a method receives: loaded RGB images and blend weights."""
+
+    content: Image.Image | None
+    styles: list[Image.Image]
+    style_weights: list[float]
+
+
+class Method:
+    name: ClassVar[str]
+    family: ClassVar[str]
+    task: ClassVar[str] = "transfer"
+    summary: ClassVar[str]
+    Params: ClassVar[type]
+
+    def run(self, inputs: Inputs, params, callbacks: Sequence[Callable[[Progress], None]] = ()
+            ) -> torch.Tensor:
+        """Produce the output image as a (1, 3, H, W) tensor in [0, 1]."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if cls.name in REGISTRY:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> Method:
+    _load_builtin()
+    if name not in REGISTRY:
+        raise RestyleError(f"unknown method {name!r}; available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]()
+
+
+def all_methods() -> list[type[Method]]:
+    _load_builtin()
+    return [REGISTRY[k] for k in sorted(REGISTRY)]
+
+
+def _load_builtin() -> None:
+    from . import gatys, texture  # noqa: F401  (registration side effect)

@@ -1,0 +1,249 @@
+"""The image-optimization engine.
+
+An :class:`Objective` is a weighted sum of named loss terms over backbone
+features (``content + 1e3 * style``, in the spirit of lucid's objectives). The
+:class:`Engine` minimises an objective over the pixels of an image with L-BFGS
+or Adam, with bfloat16 autocast where the CPU supports it, and reports progress
+to callbacks. :func:`pyramid` runs a coarse-to-fine schedule: most iterations
+happen at low resolution, where they are cheap, and each level starts from the
+upsampled result of the previous one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .backbone import VGG
+from .imaging import resize_tensor
+
+LossFn = Callable[[dict, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Term:
+    """One named loss term: ``fn(features, image)`` scaled by ``weight``."""
+
+    name: str
+    fn: LossFn
+    layers: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+@dataclass
+class Objective:
+    """A weighted sum of terms. Supports ``a + b`` and ``2.0 * a``."""
+
+    terms: list[Term] = field(default_factory=list)
+
+    @staticmethod
+    def term(name: str, fn: LossFn, layers: Iterable[str] = (), weight: float = 1.0) -> "Objective":
+        return Objective([Term(name, fn, tuple(layers), weight)])
+
+    def __add__(self, other: "Objective") -> "Objective":
+        return Objective(self.terms + other.terms)
+
+    def __mul__(self, k: float) -> "Objective":
+        return Objective([Term(t.name, t.fn, t.layers, t.weight * k) for t in self.terms])
+
+    __rmul__ = __mul__
+
+    @property
+    def layers(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for t in self.terms:
+            for layer in t.layers:
+                seen[layer] = None
+        return list(seen)
+
+    def evaluate(self, features: dict, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The total loss and each term's weighted value (summed by name)."""
+        total = torch.zeros((), dtype=torch.float32)
+        parts: dict[str, float] = {}
+        for t in self.terms:
+            if t.weight == 0:
+                continue
+            value = t.weight * t.fn(features, image).float()
+            total = total + value
+            parts[t.name] = parts.get(t.name, 0.0) + float(value.detach())
+        return total, parts
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bfloat16 matrix units (AVX-512 BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> bool:
+    """Whether to use bfloat16 autocast for ``precision`` in {"auto", "bf16", "fp32"}."""
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
+@dataclass
+class Progress:
+    """What a callback sees after each iteration."""
+
+    level: int  # pyramid level, 0 = coarsest
+    levels: int
+    iteration: int  # within the level, starting at 1
+    iterations: int  # of this level
+    step: int  # across all levels, starting at 1
+    steps: int
+    size: tuple[int, int]  # (h, w) of this level
+    loss: float
+    parts: dict[str, float]
+    image: torch.Tensor  # current image (do not modify)
+    elapsed: float
+
+
+class Stop(Exception):
+    """Raised by a callback to end the optimization early, keeping the current image."""
+
+
+Callback = Callable[[Progress], None]
+
+
+class Engine:
+    """Minimises an :class:`Objective` over an image's pixels."""
+
+    def __init__(self, vgg: VGG, optimizer: str = "lbfgs", lr: float | None = None,
+                 precision: str = "auto", callbacks: Sequence[Callback] = (),
+                 line_search: str | None = None):
+        if optimizer not in ("lbfgs", "adam"):
+            raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
+        self.vgg = vgg
+        self.optimizer = optimizer
+        self.lr = lr if lr is not None else (1.0 if optimizer == "lbfgs" else 0.02)
+        self.bf16 = resolve_precision(precision)
+        self.callbacks = list(callbacks)
+        if line_search not in (None, "strong_wolfe"):
+            raise ValueError(f"line_search must be None or 'strong_wolfe', not {line_search!r}")
+        self.line_search = line_search
+
+    def loss(self, image: torch.Tensor, objective: Objective) -> tuple[torch.Tensor, dict]:
+        layers = objective.layers
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.vgg(image, layers) if layers else {}
+        return objective.evaluate(features, image)
+
+    def run(self, init: torch.Tensor, objective: Objective, iterations: int,
+            progress: Callable[[int, float, dict, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Optimise from ``init`` for ``iterations`` loss evaluations; returns the image.
+
+        ``progress(iteration, loss, parts, image)`` is called after each one. The
+        image is kept in [0, 1] by clamping (Adam) or at the end (L-BFGS, whose
+        curvature history clamping would disturb).
+        """
+        image = init.detach().clone().float().requires_grad_(True)
+        state = {"evals": 0}
+
+        def evaluate():
+            total, parts = self.loss(image, objective)
+            total.backward()
+            loss = float(total.detach())
+            if not math.isfinite(loss):
+                raise FloatingPointError("the loss became NaN or infinite; lower the weights "
+                                         "or the learning rate")
+            state["evals"] += 1
+            if progress is not None:
+                progress(state["evals"], loss, parts, image.detach())
+            return total.detach()
+
+        if self.optimizer == "lbfgs":
+            # Without a line search (as in the original) each step is one evaluation; with
+            # strong Wolfe, trial points count against the same evaluation budget.
+            opt = torch.optim.LBFGS([image], lr=self.lr, max_iter=iterations, max_eval=iterations,
+                                    history_size=50, tolerance_grad=0.0, tolerance_change=0.0,
+                                    line_search_fn=self.line_search)
+
+            def closure():
+                opt.zero_grad(set_to_none=True)
+                return evaluate()
+
+            while state["evals"] < iterations:
+                before = state["evals"]
+                opt.step(closure)
+                if state["evals"] == before:
+                    break
+        else:
+            opt = torch.optim.Adam([image], lr=self.lr)
+            for _ in range(iterations):
+                opt.zero_grad(set_to_none=True)
+                evaluate()
+                opt.step()
+                with torch.no_grad():
+                    image.clamp_(0, 1)
+        return image.detach().clamp(0, 1)
+
+
+def pyramid_sizes(height: int, width: int, min_side: int = 256, levels: int | None = None
+                  ) -> list[tuple[int, int]]:
+    """Sizes (h, w) from coarse to fine: the final size halved while the long side stays >= ``min_side``."""
+    sizes = [(height, width)]
+    while True:
+        h, w = sizes[-1]
+        if levels is not None and len(sizes) >= levels:
+            break
+        if levels is None and max(h, w) / 2 < min_side:
+            break
+        if min(h, w) < 64:
+            break
+        sizes.append((max(1, round(h / 2)), max(1, round(w / 2))))
+    return sizes[::-1]
+
+
+def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Sequence[int],
+                make_objective: Callable[[tuple[int, int]], Objective],
+                init: Callable[[tuple[int, int]], torch.Tensor], wrap: bool = False
+                ) -> torch.Tensor:
+    """Coarse-to-fine optimization: each level starts from the previous result, upsampled.
+
+    ``make_objective(size)`` builds the level's objective (targets at that size);
+    ``init(size)`` gives the first level's starting image. Callbacks on the engine
+    get a :class:`Progress` after each iteration; raising :class:`Stop` ends early.
+    """
+    steps = sum(iterations)
+    done = 0
+    start = time.perf_counter()
+    image: torch.Tensor | None = None
+    for level, (size, n) in enumerate(zip(sizes, iterations)):
+        image = init(size) if image is None else resize_tensor(image, size, wrap=wrap)
+        if n <= 0:
+            continue
+        objective = make_objective(size)
+
+        def report(i, loss, parts, img, level=level, size=size, n=n):
+            nonlocal image
+            image = img
+            p = Progress(level, len(sizes), i, n, done + i, steps, size, loss, parts, img,
+                         time.perf_counter() - start)
+            for cb in engine.callbacks:
+                cb(p)
+
+        try:
+            image = engine.run(image, objective, n, report)
+        except Stop:
+            image = image.detach().clamp(0, 1)
+            if image.shape[-2:] != tuple(sizes[-1]):
+                image = resize_tensor(image, sizes[-1], wrap=wrap)
+            return image
+        done += n
+    assert image is not None
+    return image

@@ -1,0 +1,49 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def shared(*parts) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vgg():
+    from restyle.backbone import get_vgg
+    return get_vgg()
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    """A small natural photo (scikit-image's astronaut) saved as PNG."""
+    from skimage import data
+    path = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).resize((96, 96), Image.LANCZOS).save(path)
+    return path
+
+
+@pytest.fixture
+def style_path() -> Path:
+    return ROOT / "restyle" / "assets" / "demo_style.jpg"
+
+
+def stripes(size=64, period=8, horizontal=False) -> np.ndarray:
+    """A high-contrast stripe pattern as an RGB uint8 array."""
+    yy, xx = np.mgrid[:size, :size]
+    v = ((yy if horizontal else xx) // (period // 2)) % 2
+    arr = np.zeros((size, size, 3), np.uint8)
+    arr[v == 1] = (230, 40, 30)
+    arr[v == 0] = (20, 30, 200)
+    return arr

@@ -1,0 +1,165 @@
+import hashlib
+import http.server
+import threading
+
+import pytest
+import torch
+
+from restyle import backbone
+from restyle.backbone import VGG, layer_names, weights_from_torchvision_state_dict
+from restyle.errors import RestyleError
+
+
+def test_layer_names_cover_vgg16_and_vgg19():
+    names16, names19 = layer_names("vgg16"), layer_names("vgg19")
+    assert names16[:3] == ["conv1_1", "relu1_1", "conv1_2"]
+    assert "relu5_3" in names16 and "relu5_4" not in names16
+    assert "relu5_4" in names19 and names19[-1] == "pool5"
+    assert len([n for n in names16 if n.startswith("conv")]) == 13
+
+
+def test_embedded_vgg16_loads_and_gives_named_features(vgg):
+    x = torch.rand(1, 3, 64, 64)
+    f = vgg(x, ["relu1_1", "relu3_1", "pool4", "conv5_2"])
+    assert f["relu1_1"].shape == (1, 64, 64, 64)
+    assert f["relu3_1"].shape == (1, 256, 16, 16)
+    assert f["pool4"].shape == (1, 512, 4, 4)
+    assert f["conv5_2"].shape == (1, 512, 4, 4)
+    assert (f["relu3_1"] >= 0).all() and (f["conv5_2"] < 0).any()
+    assert not any(p.requires_grad for p in vgg.parameters())
+
+
+def test_pretrained_features_respond_to_structure_not_noise(vgg):
+    # A trained first layer contains edge detectors: an edge excites it far more than a flat image.
+    flat = torch.full((1, 3, 32, 32), 0.5)
+    edge = flat.clone()
+    edge[..., 16:] = 1.0
+    a = vgg(flat, ["relu1_1"])["relu1_1"][..., 4:-4, 4:-4].abs().mean()
+    b = vgg(edge, ["relu1_1"])["relu1_1"][..., 4:-4, 4:-4].abs().mean()
+    assert b > a * 1.2
+
+
+def test_runs_only_up_to_the_deepest_layer_requested(vgg):
+    calls = []
+    hooks = [c.register_forward_hook(lambda *a, i=i: calls.append(i)) for i, c in
+             enumerate(vgg.convs)]
+    try:
+        vgg(torch.rand(1, 3, 32, 32), ["relu2_1"])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == [0, 1, 2]  # conv1_1, conv1_2, conv2_1
+
+
+def test_caffe_preprocessing_inside_backbone(vgg):
+    x = torch.rand(1, 3, 8, 8)
+    manual = x.flip(1) * 255 - torch.tensor(backbone.CAFFE_BGR_MEAN).view(1, 3, 1, 1)
+    assert torch.allclose(vgg.preprocess(x), manual, atol=1e-4)
+
+
+def test_avg_pooling_differs_from_max():
+    x = torch.rand(1, 3, 32, 32)
+    a = VGG(pooling="max")(x, ["pool1"])["pool1"]
+    b = VGG(pooling="avg")(x, ["pool1"])["pool1"]
+    assert (a >= b - 1e-4).all() and not torch.allclose(a, b)
+
+
+def test_unknown_layer_is_a_clear_error(vgg):
+    with pytest.raises(RestyleError, match="unknown vgg16 layer"):
+        vgg(torch.rand(1, 3, 32, 32), ["relu9_9"])
+
+
+def test_weights_are_cached_as_safetensors(vgg):
+    assert (backbone.cache_dir() / "vgg16_hed.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- torchvision-format weights
+
+def make_state_dict(arch="vgg16", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    state, idx, cin = {}, 0, 3
+    for block, n in enumerate(backbone.VGG_BLOCKS[arch]):
+        cout = backbone.CHANNELS[block]
+        for _ in range(n):
+            state[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * 0.05
+            state[f"features.{idx}.bias"] = torch.randn(cout, generator=g) * 0.01
+            idx += 2  # conv, relu
+            cin = cout
+        idx += 1  # pool
+    state["classifier.0.weight"] = torch.zeros(4, 4)
+    return state
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_torchvision_state_dict_loader(tmp_path, arch):
+    state = make_state_dict(arch)
+    path = tmp_path / f"{arch}.pth"
+    torch.save(state, path)
+    w = backbone.torchvision_vgg(str(path))
+    assert w.arch == arch and w.preprocessing == "torchvision"
+    net = VGG(w)
+    # conv1_1 of the loaded net equals a hand-made conv with torchvision's normalisation
+    x = torch.rand(1, 3, 16, 16)
+    mean = torch.tensor(backbone.TORCHVISION_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.TORCHVISION_STD).view(1, 3, 1, 1)
+    expected = torch.nn.functional.conv2d((x - mean) / std, state["features.0.weight"],
+                                          state["features.0.bias"], padding=1)
+    assert torch.allclose(net(x, ["conv1_1"])["conv1_1"], expected, atol=1e-4)
+    last = "relu5_4" if arch == "vgg19" else "relu5_3"
+    assert net(torch.rand(1, 3, 32, 32), [last])[last].shape == (1, 512, 2, 2)
+
+
+def test_loader_rejects_wrong_shapes_and_files(tmp_path):
+    state = make_state_dict()
+    state["features.2.weight"] = torch.zeros(64, 32, 3, 3)
+    with pytest.raises(RestyleError, match="conv 1 has shape"):
+        weights_from_torchvision_state_dict(state)
+    with pytest.raises(RestyleError, match="VGG16 or VGG19"):
+        weights_from_torchvision_state_dict({"features.0.weight": torch.zeros(64, 3, 3, 3),
+                                            "features.0.bias": torch.zeros(64)})
+    with pytest.raises(RestyleError, match="not found"):
+        backbone.torchvision_vgg(str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(RestyleError, match="cannot read weights"):
+        backbone.torchvision_vgg(str(junk))
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_download_caches_and_checks_sha256(tmp_path, monkeypatch, http_server):
+    monkeypatch.setenv("RESTYLE_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "w.pth"
+    torch.save(make_state_dict(), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    named = tmp_path / f"vgg16-{digest[:8]}.pth"  # torchvision's naming: hash prefix in the name
+    named.write_bytes(path.read_bytes())
+    w = backbone.torchvision_vgg(f"{http_server}/{named.name}")
+    assert w.arch == "vgg16"
+    cached = tmp_path / "cache" / "downloads" / named.name
+    assert cached.is_file()
+    named.unlink()  # served file gone: the cache answers
+    assert backbone.torchvision_vgg(f"{http_server}/{named.name}").arch == "vgg16"
+    with pytest.raises(RestyleError, match="checksum mismatch"):
+        backbone.fetch(f"{http_server}/w.pth", sha256="0" * 64)
+    assert not (tmp_path / "cache" / "downloads" / "w.pth").exists()
+
+
+def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTYLE_CACHE", str(tmp_path / "cache"))
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(RestyleError, match="could not download .*pass the local file path"):
+        backbone.torchvision_vgg(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth")
+    assert not list((tmp_path / "cache" / "downloads").glob("*"))

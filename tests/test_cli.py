@@ -1,0 +1,135 @@
+"""The command line: success paths write files; bad input gives one line and exit 2."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from restyle.cli import main
+
+from .conftest import stripes
+
+FAST = ["--size", "48", "--iterations", "3", "--min-size", "0", "-q"]
+
+
+@pytest.fixture
+def style_file(tmp_path):
+    path = tmp_path / "style.png"
+    Image.fromarray(stripes(48)).save(path)
+    return path
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_transfer_writes_output(photo, style_file, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code, stdout, err = run_cli(["transfer", photo, style_file, "-o", out, *FAST], capsys)
+    assert code == 0, err
+    assert "wrote" in stdout and str(out) in stdout
+    assert Image.open(out).size == (48, 48)
+
+
+def test_transfer_snapshots_and_blend(photo, style_file, tmp_path, capsys):
+    out = tmp_path / "blend.jpg"
+    code, _, err = run_cli(["transfer", photo, style_file, style_file, "--style-weights", "0.3,0.7",
+                            "-o", out, "--snapshot-every", "2", *FAST], capsys)
+    assert code == 0, err
+    assert out.is_file()
+    assert [p.name for p in sorted((tmp_path / "blend_snapshots").iterdir())] == ["step-00002.png"]
+
+
+@pytest.mark.parametrize("case,pattern", [
+    ("missing", "content image not found"),
+    ("not_image", "not an image file"),
+    ("truncated", "damaged or truncated"),
+    ("no_folder", "does not exist"),
+    ("exists", "already exists; pass --overwrite"),
+    ("bad_ext", "unknown image extension"),
+    ("bad_param", "--strength must be at most 1"),
+    ("bad_method", "unknown method"),
+    ("bad_layers", "unknown vgg16 layer"),
+    ("bad_weights", "1 style weights for 2"),
+])
+def test_bad_input_is_one_line_exit_2(case, pattern, photo, style_file, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    content, styles, extra = photo, [style_file], []
+    if case == "missing":
+        content = tmp_path / "missing.jpg"
+    elif case == "not_image":
+        content = tmp_path / "text.png"
+        content.write_text("plain text")
+    elif case == "truncated":
+        content = tmp_path / "half.png"
+        data = photo.read_bytes()
+        content.write_bytes(data[: len(data) // 3])
+    elif case == "no_folder":
+        out = tmp_path / "missing_dir" / "out.png"
+    elif case == "exists":
+        out.write_bytes(b"keep me")
+    elif case == "bad_ext":
+        out = tmp_path / "out.docx"
+    elif case == "bad_param":
+        extra = ["--strength", "3"]
+    elif case == "bad_method":
+        extra = ["--method", "magic"]
+    elif case == "bad_layers":
+        extra = ["--style-layers", "relu9_1"]
+    elif case == "bad_weights":
+        styles, extra = [style_file, style_file], ["--style-weights", "1"]
+    code, stdout, err = run_cli(["transfer", content, *styles, "-o", out, *FAST, *extra], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("restyle: error:"), err
+    assert pattern in lines[0]
+    assert "Traceback" not in err
+    if case == "exists":
+        assert out.read_bytes() == b"keep me"
+    elif out.parent.exists():
+        assert not out.exists()
+        assert not [p for p in out.parent.iterdir() if p.suffix == ".tmp"]
+
+
+def test_overwrite_flag_replaces(photo, style_file, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", out, "--overwrite", *FAST], capsys)
+    assert code == 0, err
+    assert Image.open(out).size == (48, 48)
+
+
+def test_texture_command(style_file, tmp_path, capsys):
+    out = tmp_path / "tex.png"
+    code, _, err = run_cli(["texture", style_file, "-o", out, "--size", "40x24", "--iterations",
+                            "3", "--min-size", "0", "--tileable", "-q"], capsys)
+    assert code == 0, err
+    assert Image.open(out).size == (40, 24)
+
+
+def test_methods_and_help(capsys):
+    code, out, _ = run_cli(["methods"], capsys)
+    assert code == 0
+    assert "gatys" in out and "texture" in out and "--preserve-color" in out
+    code, out, _ = run_cli([], capsys)
+    assert code == 0 and "transfer" in out
+    code, _, err = run_cli(["paint"], capsys)
+    assert code == 2 and "unknown command" in err
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["transfer"])
+    assert e.value.code == 2
+
+
+def test_console_script_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "restyle", "transfer", str(tmp_path / "a.jpg"),
+                           str(tmp_path / "b.jpg"), "-o", str(tmp_path / "c.png")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"restyle: error: content image not found: {tmp_path / 'a.jpg'}"
