@@ -14,7 +14,7 @@ from restyle.methods import all_methods, get_method
 
 from .conftest import stripes
 
-FAST = dict(size=64, iterations=12, min_size=0)
+FAST = dict(size=64, iterations=25, min_size=0)
 
 
 def style_distance(img, style, layers=("relu1_1", "relu2_1", "relu3_1")):
@@ -126,10 +126,11 @@ def seam_ratio(img: Image.Image) -> float:
 def test_tileable_texture_has_no_seams():
     from skimage import data
     ex = data.brick()[:128, :128]
-    tiled = restyle.texture(ex, size="64x64", iterations=25, min_size=0, tileable=True, seed=1)
-    plain = restyle.texture(ex, size="64x64", iterations=25, min_size=0, seed=1)
-    assert seam_ratio(tiled) < 1.3
-    assert seam_ratio(tiled) < seam_ratio(plain)
+    tiled = restyle.texture(ex, size="64x64", iterations=60, min_size=0, tileable=True, seed=1)
+    plain = restyle.texture(ex, size="64x64", iterations=60, min_size=0, seed=1)
+    # across the wrap-around border a tileable texture changes no more than inside it
+    assert seam_ratio(tiled) < 1.1
+    assert seam_ratio(plain) > 1.15 * seam_ratio(tiled)
 
 
 def test_texture_size_errors():

@@ -1,0 +1,291 @@
+"""The ``restyle`` command.
+
+Every method's flags are generated from its Params dataclass, so a method added
+to the registry shows up here with its documented parameters. Errors a user can
+fix print one line and exit with code 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__, imaging
+from .errors import RestyleError
+from .methods import all_methods, get_method
+from .optimize import Progress
+from .params import add_arguments, describe, from_namespace, parse_floats
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+# ----------------------------------------------------------------------------- progress
+
+class ProgressPrinter:
+    """A tqdm bar with the current losses; optional snapshots every N iterations."""
+
+    def __init__(self, quiet: bool = False, snapshot_every: int = 0, snapshot_dir: Path | None = None):
+        self.quiet = quiet
+        self.snapshot_every = snapshot_every
+        self.snapshot_dir = snapshot_dir
+        self.bar = None
+
+    def __call__(self, p: Progress) -> None:
+        if not self.quiet:
+            if self.bar is None:
+                from tqdm import tqdm
+                self.bar = tqdm(total=p.steps, unit="it", file=sys.stderr, dynamic_ncols=True,
+                                leave=False)
+            self.bar.set_description(f"level {p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}")
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in {"loss": p.loss, **p.parts}.items()},
+                                 refresh=False)
+            self.bar.update(p.step - self.bar.n)
+        if self.snapshot_every and p.step % self.snapshot_every == 0 and self.snapshot_dir:
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            imaging.save_image(p.image, self.snapshot_dir / f"step-{p.step:05d}.png")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _common_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, ...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                        help="also save the image every N iterations into OUTPUT_snapshots/")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _method_name(argv: Sequence[str], default: str) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default=default)
+    ns, _ = pre.parse_known_args(argv)
+    return ns.method
+
+
+def _run_with_progress(fn, ns, out: Path):
+    printer = ProgressPrinter(ns.quiet, ns.snapshot_every,
+                              out.with_name(out.stem + "_snapshots") if ns.snapshot_every else None)
+    start = time.perf_counter()
+    try:
+        fn([printer])
+    finally:
+        printer.close()
+    print(f"wrote {out.resolve()} ({time.perf_counter() - start:.1f} s)")
+
+
+def cmd_transfer(argv: Sequence[str]) -> int:
+    from .api import transfer
+    method = get_method(_method_name(argv, "gatys"))
+    if method.task != "transfer":
+        raise RestyleError(f"method {method.name!r} synthesises textures; use restyle texture")
+    parser = argparse.ArgumentParser(prog="restyle transfer",
+                                     description="Render CONTENT in the style of STYLE (several "
+                                     "styles are blended).")
+    parser.add_argument("content", help="content photo")
+    parser.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
+    parser.add_argument("--method", default="gatys", help="method (see `restyle methods`)")
+    parser.add_argument("--style-weights", default="", metavar="W1,W2",
+                        help="blend weights of the style images, e.g. 0.7,0.3")
+    _common_output(parser)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    params = from_namespace(method.Params, ns)
+    weights = parse_floats(ns.style_weights, "--style-weights") if ns.style_weights else None
+    out = imaging.check_output_path(ns.output, ns.overwrite)
+    _run_with_progress(lambda cbs: transfer(ns.content, ns.styles, method=method.name,
+                                            style_weights=weights, output=out, overwrite=True,
+                                            callbacks=cbs, **vars(params)), ns, out)
+    return 0
+
+
+def cmd_texture(argv: Sequence[str]) -> int:
+    from .api import texture
+    method = get_method(_method_name(argv, "texture"))
+    if method.task != "texture":
+        raise RestyleError(f"method {method.name!r} is a transfer method; use restyle transfer")
+    parser = argparse.ArgumentParser(prog="restyle texture",
+                                     description="Synthesise a new texture like EXEMPLAR.")
+    parser.add_argument("exemplar", help="texture exemplar image")
+    parser.add_argument("--method", default="texture", help="method (see `restyle methods`)")
+    _common_output(parser)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    params = from_namespace(method.Params, ns)
+    out = imaging.check_output_path(ns.output, ns.overwrite)
+    _run_with_progress(lambda cbs: texture(ns.exemplar, method=method.name, output=out,
+                                           overwrite=True, callbacks=cbs, **vars(params)), ns, out)
+    return 0
+
+
+def cmd_methods(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="restyle methods",
+                                     description="List the registered methods and parameters.")
+    parser.add_argument("--brief", action="store_true", help="names and summaries only")
+    ns = parser.parse_args(argv)
+    for m in all_methods():
+        print(f"{m.name:12s} {m.family:20s} {m.task:9s} {m.summary}")
+        if ns.brief:
+            continue
+        for d in describe(m.Params):
+            extra = f" {{{', '.join(map(str, d['choices']))}}}" if d.get("choices") else ""
+            print(f"    --{d['name'].replace('_', '-'):18s} {d['type']:5s} "
+                  f"default {d['default']!r}{extra}: {d['help']}")
+        print()
+    return 0
+
+
+def _free_name(path: Path) -> Path:
+    if not path.exists():
+        return path
+    for i in range(2, 10000):
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise RestyleError(f"no free file name next to {path}")
+
+
+def cmd_demo(argv: Sequence[str]) -> int:
+    from .api import transfer
+    parser = argparse.ArgumentParser(
+        prog="restyle demo",
+        description="The built-in example: scikit-image's astronaut photo in the style of "
+                    "restyle's own demo painting (Gatys, 512 px). Needs no input files.")
+    parser.add_argument("-o", "--output", default=None,
+                        help="output image (default: restyle-demo.png here, never overwritten)")
+    parser.add_argument("--size", type=int, default=512, help="long side in pixels")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ns = parser.parse_args(argv)
+    from skimage import data
+    out = imaging.check_output_path(ns.output) if ns.output else _free_name(Path("restyle-demo.png"))
+    ns.snapshot_every = 0
+    _run_with_progress(lambda cbs: transfer(data.astronaut(), ASSETS / "demo_style.jpg",
+                                            size=ns.size, output=out, callbacks=cbs), ns, out)
+    return 0
+
+
+TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable)"}
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: restyle train NETWORK [options]\n\nnetworks:")
+        print("\n".join(f"  {k:10s} {v}" for k, v in TRAINABLE.items()))
+        print("\n`restyle train NETWORK --help` shows its options.")
+        return 0
+    if argv[0] not in TRAINABLE:
+        raise RestyleError(f"unknown network {argv[0]!r} to train; one of: {', '.join(TRAINABLE)}")
+    import dataclasses
+    import signal
+
+    from .nets.train_decoder import DecoderTraining, train_decoder
+    parser = argparse.ArgumentParser(
+        prog="restyle train decoder",
+        description="Train a decoder that inverts VGG16 features at --level. Checkpoints go to "
+                    "OUT every few minutes and when the run stops (also on Ctrl-C / SIGTERM); "
+                    "running the same command again resumes the run.")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="run folder (checkpoint.pt, log.jsonl, decoder_LEVEL.safetensors)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="time budget of this call; alone, it also plans the run's length")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="planned length of the whole run (end of the cosine schedule)")
+    parser.add_argument("--export", default=None, metavar="FILE",
+                        help="also write the float16 weights here when this call ends "
+                             "(e.g. models/decoder_relu4_1.safetensors)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="training photos (default: $RESTYLE_DATA/train/content or "
+                             "../shared/data/train/content)")
+    parser.add_argument("--style-dir", default=None, metavar="DIR",
+                        help="style images for --adain-loss (default: .../styles)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over even if OUT holds a run")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
+                        help="checkpoint interval (default: 5)")
+    parser.add_argument("--eval-every", type=int, default=250, metavar="N",
+                        help="held-out PSNR every N steps (default: 250)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="bf16 autocast where supported (default), or force one")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train (default: a CUDA GPU if there is one)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_arguments(parser, DecoderTraining)
+    ns = parser.parse_args(argv[1:])
+    settings = dataclasses.asdict(from_namespace(DecoderTraining, ns))
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # checkpoint, then stop
+    try:
+        train_decoder(out_dir=ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+                      data_dir=ns.data_dir, style_dir=ns.style_dir, export=ns.export,
+                      checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
+                      precision=ns.precision, device=ns.device,
+                      echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings)
+    except KeyboardInterrupt:
+        print(f"restyle: interrupted; run the same command to resume from the checkpoint in "
+              f"{ns.out}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def cmd_bench(argv: Sequence[str]) -> int:
+    from .evaluate.bench import main as bench_main
+    return bench_main(argv)
+
+
+COMMANDS = {
+    "transfer": (cmd_transfer, "render a photo in the style of one or more images"),
+    "texture": (cmd_texture, "synthesise a texture from an exemplar"),
+    "methods": (cmd_methods, "list methods and their parameters"),
+    "demo": (cmd_demo, "run the built-in example (no input files needed)"),
+    "train": (cmd_train, "train a network (decoder), resumable"),
+    "bench": (cmd_bench, "measure speed and memory; writes BENCHMARKS.md"),
+}
+
+
+def usage() -> str:
+    lines = [f"restyle {__version__}: neural style transfer", "", "usage: restyle COMMAND [options]", ""]
+    lines += [f"  {name:10s} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`restyle COMMAND --help` shows a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] == "--version":
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"restyle: error: unknown command {name!r}; one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[name][0](rest)
+    except RestyleError as e:
+        print(f"restyle: error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"restyle: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("restyle: interrupted; the output was not written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("restyle: error: out of memory; try a smaller --size", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Feed-forward networks and their training.
+
+* :mod:`.decoder`: decoders that invert VGG16 features (for AdaIN, WCT, style-swap).
+* :mod:`.training`: what every trainer shares: photo crops, the learning-rate schedule,
+  atomic checkpoints, the JSONL log.
+* :mod:`.train_decoder`: the resumable decoder training (``restyle train decoder``).
+"""
+
+from .decoder import LEVELS, Decoder, load_decoder
+
+__all__ = ["Decoder", "load_decoder", "LEVELS"]

@@ -1,0 +1,443 @@
+"""Training a :class:`~restyle.nets.decoder.Decoder`: resumable, logged, time-boxed.
+
+Each step takes a batch of random crops of the training photos, encodes them
+with the frozen VGG16 (bfloat16 autocast where the CPU has it), decodes the
+features at ``level`` and minimises
+
+    pixel MSE(output, photo) + feature_weight * mean_l relative_mse(VGG_l(output), VGG_l(photo))
+
+over l = ``level`` and the level one block shallower (the feature term keeps
+edges and textures that MSE alone blurs). With ``adain_loss`` the decoder also
+learns to decode AdaIN-shifted features t = adain(content, style), as the AdaIN
+method needs (Huang & Belongie 2017): the output re-encoded should have the
+features t at ``level`` and the style's channel means and standard deviations at
+relu1_1 ... ``level``:
+
+    + adain_weight * (relative_mse(VGG(dec(t)), t) + style_weight * mean/std distance)
+
+Adam with linear warmup and cosine decay over the planned steps. Everything a
+run needs to continue bit for bit (weights, optimizer, step, random generator,
+log position) is checkpointed atomically into ``out_dir`` every few minutes and
+when the run stops; running the same command again resumes it.
+
+Files in ``out_dir``: ``checkpoint.pt`` (resume state), ``log.jsonl`` (one record
+per ``log_every`` steps and one per evaluation) and ``decoder_<level>.safetensors``
+(the float16 weights at the last checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..backbone import get_vgg
+from ..errors import RestyleError
+from ..losses import relative_mse
+from ..optimize import resolve_precision
+from ..params import make, param
+from ..transforms import adain, channel_stats
+from .decoder import LEVELS, Decoder, check_level
+from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, data_root,
+                       image_files, load_checkpoint, load_uint8, psnr, warmup_cosine)
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+#: Steps timed before planning the run's length when only a time budget is given.
+PROBE_STEPS = 20
+
+
+@dataclass
+class DecoderTraining:
+    """The settings that define a decoder training run (a resumed run must keep them)."""
+
+    level: str = param("relu4_1", "the VGG16 layer whose features the decoder inverts",
+                       choices=LEVELS)
+    batch: int = param(8, "crops per step", min=1, max=512)
+    crop: int = param(128, "crop size in pixels", min=16, max=2048)
+    lr: float = param(1e-3, "peak Adam learning rate", min=1e-7, max=1.0)
+    warmup: int = param(200, "linear learning-rate warmup steps (at most a tenth of the run)",
+                        min=0)
+    seed: int = param(0, "random seed: initial weights, crops", min=0)
+    width_mult: float = param(1.0, "decoder channel-width multiplier", min=0.125, max=8.0)
+    feature_weight: float = param(0.1, "weight of the relative feature loss (output re-encoded "
+                                  "vs input, at the level and one block shallower)", min=0.0)
+    adain_loss: bool = param(False, "also train on AdaIN-stylised features against the style "
+                             "images (for the AdaIN method)")
+    adain_weight: float = param(0.1, "weight of the AdaIN losses", min=0.0)
+    style_weight: float = param(1.0, "mean/std style distance inside the AdaIN losses", min=0.0)
+
+
+def _layers(level: str) -> tuple[list[str], list[str]]:
+    """(feature-loss layers, AdaIN style layers) for a decoder level."""
+    block = check_level(level)
+    feature = [level] if block == 1 else [level, f"relu{block - 1}_1"]
+    style = [f"relu{b}_1" for b in range(1, block + 1)]
+    return feature, style
+
+
+def _style_distance(out_feats: dict, style_stats: dict, layers: list[str]) -> torch.Tensor:
+    """Mean over layers of the relative distances of channel means and stds."""
+    total = torch.zeros(())
+    for name in layers:
+        mean, std = channel_stats(out_feats[name])
+        smean, sstd = style_stats[name]
+        total = total + relative_mse(mean, smean) + relative_mse(std, sstd)
+    return total / len(layers)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RestyleError("--device cuda was asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise RestyleError(f"device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path):
+    """An exclusive lock on ``out``: two trainings writing one run folder would corrupt it.
+
+    Released when the training returns or fails, and by the OS when its process dies.
+    """
+    with open(out / ".lock", "w") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run one training per folder
+            yield
+            return
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RestyleError(f"another training is running in {out}; wait for it, stop it, "
+                               f"or use another --out") from None
+        yield
+
+
+class DecoderRun:
+    """One training run in a folder: data, encoder, decoder, optimizer and their state.
+
+    Built fresh or from the folder's checkpoint; :meth:`step`, :meth:`evaluate` and
+    :meth:`checkpoint` are driven by :func:`train_decoder`.
+    """
+
+    def __init__(self, cfg: DecoderTraining, out: Path, state: dict | None, total: int | None,
+                 content_dir: Path, style_dir: Path | None, holdout: int, eval_size: int,
+                 precision: str, device: str):
+        self.cfg, self.out, self.total = cfg, out, total
+        self.dev = _resolve_device(device)
+        self.bf16 = resolve_precision(precision, self.dev)
+        self.feat_layers, self.style_layers = _layers(cfg.level)
+
+        # data: held-out photos spread over the sorted list, the rest as random crops
+        files = image_files(content_dir, "training photo")
+        if len(files) <= holdout:
+            raise RestyleError(f"need more than {holdout} training photos, found {len(files)} "
+                               f"in {content_dir}")
+        held = sorted({round(i * len(files) / holdout) for i in range(holdout)})
+        photos = [load_uint8(p, "training photo") for p in files]
+        train_photos = [im for i, im in enumerate(photos) if i not in held]
+        self.train_set = RandomCrops(train_photos, cfg.crop)
+        self.eval_batch = torch.stack([center_square(photos[i], eval_size) for i in held]
+                                      ).to(self.dev)
+        self.styles = self.eval_style = None
+        if cfg.adain_loss:
+            style_images = [load_uint8(p, "style image", max_short_side=512)
+                            for p in image_files(style_dir, "style image")]
+            self.styles = RandomCrops(style_images, cfg.crop)
+            self.eval_style = center_square(style_images[0], eval_size).unsqueeze(0).to(self.dev)
+        self.data_note = f"{len(train_photos)} photos from {content_dir.name}/"
+
+        self.vgg = get_vgg().to(self.dev)
+        if state is not None:
+            self.dec = Decoder(cfg.level, cfg.width_mult, state["feature_scale"])
+            self.dec.load_state_dict(state["model"])
+        else:
+            sample = torch.stack([center_square(im, eval_size) for im in train_photos[:32]])
+            with torch.random.fork_rng(devices=[]):  # the seed makes the weights, nothing global
+                torch.manual_seed(cfg.seed)
+                self.dec = Decoder(cfg.level, cfg.width_mult, self.feature_rms(sample))
+        self.dec.to(self.dev, memory_format=torch.channels_last).train()
+        self.opt = torch.optim.Adam(self.dec.parameters(), lr=cfg.lr)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step_no = 0
+        self.train_seconds = 0.0
+        self.last_eval: dict | None = None
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.gen.set_state(state["rng"])
+            self.step_no = state["step"]
+            self.train_seconds = state["train_seconds"]
+            self.last_eval = state["last_eval"]
+        self.log = JsonlLog(out / LOG, truncate_to=state["log_bytes"] if state else None)
+        if state is None:
+            self.log.write({"start": True, "config": asdict(cfg), "total_steps": total,
+                            "feature_scale": float(self.dec.feature_scale),
+                            "train_photos": len(train_photos),
+                            "held_out": [files[i].name for i in held], "params": self.params,
+                            "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.dec.parameters())
+
+    def encode(self, images: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.vgg(images, layers)
+
+    def decode(self, features: torch.Tensor, size) -> torch.Tensor:
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.dec(features, size)
+
+    @torch.no_grad()
+    def feature_rms(self, images: torch.Tensor) -> float:
+        """RMS of the encoder's features at the level on ``images``: the decoder's input scale."""
+        squares = [self.encode(images[k:k + 8].to(self.dev), [self.cfg.level])[self.cfg.level]
+                   .float().pow(2).mean() for k in range(0, len(images), 8)]
+        return float(torch.stack(squares).mean().sqrt())
+
+    def step(self) -> dict[str, float]:
+        """One optimizer step; returns the loss and its parts."""
+        cfg, level = self.cfg, self.cfg.level
+        for group in self.opt.param_groups:
+            group["lr"] = warmup_cosine(self.step_no, self.total, cfg.lr, cfg.warmup)
+        x = self.train_set.sample(cfg.batch, self.gen).to(self.dev)
+        s = self.styles.sample(cfg.batch, self.gen).to(self.dev) if self.styles else None
+        with torch.no_grad():
+            feats = self.encode(x, sorted(set(self.feat_layers) | set(self.style_layers)
+                                          if s is not None else self.feat_layers))
+        y = self.decode(feats[level], x.shape[-2:])
+        again = self.encode(y, self.feat_layers)
+        parts = {"pixel": F.mse_loss(y.float(), x),
+                 "feature": sum(relative_mse(again[n], feats[n]) for n in self.feat_layers)
+                 / len(self.feat_layers)}
+        loss = parts["pixel"] + cfg.feature_weight * parts["feature"]
+        if s is not None:
+            with torch.no_grad():
+                sf = self.encode(s, self.style_layers)
+                target = adain(feats[level], sf[level])
+                stats = {n: channel_stats(sf[n]) for n in self.style_layers}
+            fo = self.encode(self.decode(target, x.shape[-2:]), self.style_layers)
+            parts["adain_content"] = relative_mse(fo[level], target)
+            parts["adain_style"] = _style_distance(fo, stats, self.style_layers)
+            loss = loss + cfg.adain_weight * (parts["adain_content"]
+                                              + cfg.style_weight * parts["adain_style"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {float(loss)} at step "
+                                     f"{self.step_no + 1}; lower --lr (the last checkpoint in "
+                                     f"{self.out} is kept)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step_no += 1
+        parts["loss"] = loss
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """PSNR of the held-out photos decoded from their own features; with the AdaIN
+        loss also the content and style distances of one AdaIN-stylised decoding."""
+        level, size = self.cfg.level, self.eval_batch.shape[-2:]
+        self.dec.eval()
+        feats = self.encode(self.eval_batch, [level])[level]
+        values = psnr(self.decode(feats, size), self.eval_batch)
+        result = {"psnr": round(float(values.mean()), 3),
+                  "psnr_each": [round(float(v), 3) for v in values]}
+        if self.eval_style is not None:
+            sf = self.encode(self.eval_style, self.style_layers)
+            target = adain(feats, sf[level])
+            fo = self.encode(self.decode(target, size).float().clamp(0, 1), self.style_layers)
+            stats = {n: channel_stats(sf[n]) for n in self.style_layers}
+            result["adain_content"] = round(float(relative_mse(fo[level], target)), 5)
+            result["adain_style"] = round(float(_style_distance(fo, stats, self.style_layers)), 5)
+        self.dec.train()
+        self.last_eval = {"step": self.step_no, **result}
+        self.log.write({"step": self.step_no, "eval": self.last_eval})
+        return self.last_eval
+
+    def save_weights(self, path: Path) -> Path:
+        """The float16 decoder file, with what it was trained on and for how long."""
+        return self.dec.save(path, steps=self.step_no, total_steps=self.total,
+                             train_seconds=round(self.train_seconds), config=asdict(self.cfg),
+                             heldout_psnr=(self.last_eval or {}).get("psnr"),
+                             train_data=self.data_note, encoder_weights=self.vgg.source,
+                             restyle=__version__)
+
+    def checkpoint(self) -> None:
+        """Everything needed to continue exactly, written atomically; plus the weights file."""
+        atomic_torch_save({"step": self.step_no, "total_steps": self.total,
+                           "config": asdict(self.cfg), "model": self.dec.state_dict(),
+                           "optimizer": self.opt.state_dict(), "rng": self.gen.get_state(),
+                           "feature_scale": float(self.dec.feature_scale),
+                           "train_seconds": self.train_seconds, "log_bytes": self.log.size(),
+                           "last_eval": self.last_eval, "restyle": __version__},
+                          self.out / CHECKPOINT)
+        self.save_weights(self.out / f"decoder_{self.cfg.level}.safetensors")
+
+
+def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
+                  steps: int | None = None, batch: int = 8, crop: int = 128, lr: float = 1e-3,
+                  seed: int = 0, style_dir: str | Path | None = None, resume: bool = True, *,
+                  data_dir: str | Path | None = None, export: str | Path | None = None,
+                  checkpoint_minutes: float = 5.0, eval_every: int = 250, eval_size: int = 256,
+                  holdout: int = 4, log_every: int = 10, precision: str = "auto",
+                  device: str = "auto", stop_at_step: int | None = None,
+                  echo: Callable[[str], None] | None = print, **settings) -> dict:
+    """Train (or resume training) a decoder for ``level``; returns a summary dict.
+
+    ``steps`` is the planned length of the whole run (the cosine schedule's end);
+    ``minutes`` is the time budget of this call. With ``minutes`` alone, the run's
+    length is planned from the speed of its first steps to fill the budget. A run
+    with a checkpoint in ``out_dir`` is resumed when ``resume`` (its settings must
+    match; ``steps`` may be raised to extend it); otherwise it starts over.
+    ``stop_at_step`` ends this call after that step, checkpointing (for tests and
+    for splitting a run by hand). Other ``settings``: see :class:`DecoderTraining`.
+
+    Training photos come from ``data_dir`` (default ``<data>/train/content``), style
+    images for ``adain_loss`` from ``style_dir`` (``<data>/styles``), where
+    ``<data>`` is ``$RESTYLE_DATA`` or ``../shared/data``. ``holdout`` photos, spread
+    over the sorted list, are kept out of training and measure PSNR at ``eval_size``
+    every ``eval_every`` steps. When the call ends the weights are written as float16
+    to ``out_dir/decoder_<level>.safetensors`` and, if given, to ``export``.
+    """
+    cfg = make(DecoderTraining, level=level, batch=batch, crop=crop, lr=lr, seed=seed, **settings)
+    say = echo or (lambda _msg: None)
+    if steps is not None and (int(steps) != steps or steps < 1):
+        raise RestyleError(f"--steps must be a positive whole number, not {steps}")
+    if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
+        raise RestyleError(f"--minutes must be a positive number, not {minutes}")
+    if holdout < 1:
+        raise RestyleError("holdout must be at least 1 (the photos PSNR is measured on)")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise RestyleError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    export_path = Path(export) if export is not None else None
+    if export_path is not None:
+        if export_path.suffix != ".safetensors":
+            raise RestyleError(f"--export must name a .safetensors file, not {export_path}")
+        if not export_path.parent.is_dir():
+            raise RestyleError(f"cannot export to {export_path}: folder {export_path.parent} "
+                               f"does not exist")
+    root = data_root()
+    content_dir = Path(data_dir) if data_dir else root / "train" / "content"
+    styles_dir = (Path(style_dir) if style_dir else root / "styles") if cfg.adain_loss else None
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RestyleError(f"cannot create the run folder {out}: {e.strerror or e}") from None
+
+    with _run_lock(out):
+        has_checkpoint = resume and (out / CHECKPOINT).exists()
+        state = load_checkpoint(out / CHECKPOINT) if has_checkpoint else None
+        total = int(steps) if steps is not None else None
+        if state is not None:
+            diff = [f"{k}={state['config'].get(k)!r} (asked: {v!r})"
+                    for k, v in asdict(cfg).items() if state["config"].get(k) != v]
+            if diff:
+                raise RestyleError(f"{out} holds a run with other settings: {', '.join(diff)}; "
+                                   f"repeat its settings to resume, or pass --no-resume or "
+                                   f"another --out to start a new run")
+            if total is not None and total < state["step"]:
+                raise RestyleError(f"the run in {out} is already at step {state['step']}; "
+                                   f"--steps {total} would end it in the past")
+            if total is not None and total != state["total_steps"]:
+                say(f"changing the planned length from {state['total_steps']} to {total} steps")
+            total = total if total is not None else state["total_steps"]
+        if total is None and minutes is None:
+            raise RestyleError("give --steps (the run's planned length) or --minutes (a time "
+                               "budget to plan it from)")
+        run = DecoderRun(cfg, out, state, total, content_dir, styles_dir, holdout, eval_size,
+                         precision, device)
+        say(f"{'resuming' if state else 'starting'} {cfg.level} decoder in {out} at step "
+            f"{run.step_no}{f' of {total}' if total else ''} (feature scale "
+            f"{float(run.dec.feature_scale):.2f}, {run.params / 1e6:.2f} M params, "
+            f"{'bf16' if run.bf16 else 'fp32'}, {run.dev})")
+        return _loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every, log_every,
+                     export_path, say)
+
+
+def _loop(run: DecoderRun, minutes, stop_at_step, checkpoint_minutes, eval_every, log_every,
+          export_path, say) -> dict:
+    """Steps until the run's end, the time budget or ``stop_at_step``; log, evaluate, checkpoint."""
+
+    def evaluate() -> None:
+        e = run.evaluate()
+        say(f"step {e['step']}: held-out PSNR {e['psnr']:.2f} dB"
+            + (f", AdaIN content {e['adain_content']:.3f} style {e['adain_style']:.3f}"
+               if "adain_style" in e else ""))
+
+    start = last_ckpt = time.perf_counter()
+    window: dict[str, float] = {}
+    window_s, window_n, times = 0.0, 0, []
+    reason = "finished"
+    if run.step_no == 0:
+        evaluate()
+    try:
+        while run.total is None or run.step_no < run.total:
+            if stop_at_step is not None and run.step_no >= stop_at_step:
+                reason = f"stopped at step {run.step_no}"
+                break
+            if minutes is not None and times:
+                recent = sum(times[-20:]) / len(times[-20:])
+                if time.perf_counter() - start + 2 * recent > minutes * 60:
+                    reason = f"time budget of {minutes:g} min used"
+                    break
+            t0 = time.perf_counter()
+            parts = run.step()
+            dt = time.perf_counter() - t0
+            run.train_seconds += dt
+            times.append(dt)
+            window_s += dt
+            window_n += 1
+            for k, v in parts.items():
+                window[k] = window.get(k, 0.0) + v
+            step, total = run.step_no, run.total
+            if total is None and len(times) >= PROBE_STEPS:  # plan the run to fill the budget
+                per_step = sum(times[3:]) / len(times[3:])
+                left = minutes * 60 - (time.perf_counter() - start)
+                run.total = total = step + max(1, int(0.95 * left / per_step))  # 5 %: evals
+                say(f"planned {total} steps from {per_step:.2f} s/step and {minutes:g} min")
+                run.log.write({"step": step, "planned_steps": total, "sec_per_step": per_step})
+            if step % log_every == 0 or step == total:
+                record = {"step": step,
+                          **{k: round(v / window_n, 6) for k, v in window.items()},
+                          "lr": run.opt.param_groups[0]["lr"],
+                          "sec_per_step": round(window_s / window_n, 4),
+                          "train_seconds": round(run.train_seconds, 1)}
+                run.log.write(record)
+                eta = (f", {(total - step) * record['sec_per_step'] / 60:.0f} min left"
+                       if total else "")
+                say(f"step {step}{f'/{total}' if total else ''}: loss {record['loss']:.4f} "
+                    f"(pixel {record['pixel']:.4f}, feature {record['feature']:.3f}), "
+                    f"{record['sec_per_step']:.2f} s/step{eta}")
+                window, window_s, window_n = {}, 0.0, 0
+            if step % eval_every == 0 or step == total:
+                evaluate()
+            if time.perf_counter() - last_ckpt > checkpoint_minutes * 60:
+                run.checkpoint()
+                last_ckpt = time.perf_counter()
+    except KeyboardInterrupt:
+        run.checkpoint()
+        say(f"interrupted at step {run.step_no}; checkpoint saved in {run.out}")
+        raise
+    if run.last_eval is None or run.last_eval["step"] != run.step_no:
+        evaluate()
+    run.checkpoint()
+    weights = run.save_weights(export_path) if export_path is not None else \
+        run.out / f"decoder_{run.cfg.level}.safetensors"
+    finished = run.total is not None and run.step_no >= run.total
+    say(f"{'finished' if finished else reason} at step {run.step_no}"
+        f"{f'/{run.total}' if run.total else ''}; weights in {weights}"
+        + ("" if finished else "; run the same command again to continue"))
+    return {"step": run.step_no, "total_steps": run.total, "finished": finished,
+            "psnr": (run.last_eval or {}).get("psnr"), "train_seconds": run.train_seconds,
+            "weights": str(weights), "seconds": time.perf_counter() - start}
