@@ -182,6 +182,17 @@ def machine_info() -> dict:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
+def time_to_loss(ref: dict, every: int = 50) -> list[tuple[int, float, float, float | None]]:
+    """(reference iteration, its loss, reference time, restyle's first time at that loss)."""
+    rows = []
+    for n, t_ref, loss in ref["ref_trace"]:
+        if n % every:
+            continue
+        t_ours = next((t for _, t, l in ref["ours_trace"] if l <= loss), None)
+        rows.append((n, loss, t_ref, t_ours))
+    return rows
+
+
 def render_markdown(result: dict) -> str:
     m = result["machine"]
     lines = ["# Benchmarks", "",
@@ -215,12 +226,21 @@ def render_markdown(result: dict) -> str:
                       f"{ref['ours_trace'][-1][2]:.4f} after {ref['ours_trace'][-1][1]:.1f} s |"]
         lines += [f"| restyle default result: loss, time | {ref['ours_default_loss']:.4f}, "
                   f"{ref['ours_default_seconds']:.1f} s |", ""]
+        lines += ["Time to reach the loss the reference has after N iterations (the whole "
+                  "convergence curve, not only its end point):", "",
+                  "| reference iterations | loss | reference time | restyle time | ratio |",
+                  "| --- | --- | --- | --- | --- |"]
+        for n, loss, t_ref, t_ours in time_to_loss(ref):
+            ours = f"{t_ours:.1f} s" if t_ours is not None else "not reached"
+            ratio = f"{t_ours / t_ref:.3f}" if t_ours is not None else "-"
+            lines.append(f"| {n} | {loss:.4f} | {t_ref:.1f} s | {ours} | {ratio} |")
+        lines.append("")
     lines += ["## Every method: speed and memory", "",
               "| method | family | size | s/iter (default precision) | s/iter fp32 | "
               "default result | peak memory |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["speed"]:
         default = (f"{r['default_seconds']:.1f} s ({r['default_iterations']} it at top)"
-                   if "default_seconds" in r else "not run (--full)")
+                   if "default_seconds" in r else "not run (see --full)")
         lines.append(f"| {r['method']} | {r['family']} | {r['size']} | {r['sec_per_iter']:.3f} | "
                      f"{r['sec_per_iter_fp32']:.3f} | {default} | {r['peak_mb']:.0f} MB |")
     lines += ["", "Optimization methods run a pyramid by default: the top level's iterations "
@@ -245,8 +265,18 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", default="BENCHMARKS.md",
                         help="markdown report (replaced; default BENCHMARKS.md)")
     parser.add_argument("--json", default="benchmarks.json", help="JSON results (replaced)")
+    parser.add_argument("--render", metavar="JSON",
+                        help="only rewrite the markdown report from an earlier JSON result")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
+    if ns.render:
+        try:
+            result = json.loads(Path(ns.render).read_text())
+        except (OSError, ValueError) as e:
+            raise RestyleError(f"cannot read benchmark results {ns.render}: {e}") from None
+        Path(ns.output).write_text(render_markdown(result))
+        print(f"wrote {Path(ns.output).resolve()}")
+        return 0
     if ns.worker:
         kind, job = ns.worker[0], json.loads(ns.worker[1])
         res = {"speed": worker_speed, "reference": worker_reference}[kind](job)
@@ -257,10 +287,12 @@ def main(argv=None) -> int:
     for spec, what in ((content, "content image"), (style, "style image")):
         if not spec.startswith("skimage:"):
             imaging.load_image(spec, what)
-    out_md = imaging.check_output_path(ns.output, overwrite=True) if ns.output.endswith(".md") \
-        else None
-    if out_md is None:
+    out_md = Path(ns.output)
+    if out_md.suffix != ".md":
         raise RestyleError("--output must be a .md file")
+    for p in (out_md, Path(ns.json)):
+        if not p.resolve().parent.is_dir():
+            raise RestyleError(f"cannot write {p}: folder {p.parent} does not exist")
     try:
         sizes = [int(s) for s in ns.sizes.split(",") if s.strip()]
         full = {int(s) for s in ns.full.split(",") if s.strip()}
