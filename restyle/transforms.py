@@ -1,4 +1,4 @@
-"""Feature transforms for one-pass style transfer: AdaIN, WCT and blending.
+"""Feature transforms for one-pass style transfer: AdaIN, WCT, style-swap and blending.
 
 Pure functions of feature maps ``(N, C, H, W)`` (any float dtype; the statistics
 are computed in float32, WCT's eigendecompositions in float64). A content batch
@@ -10,6 +10,7 @@ The result has the content's shape and dtype; a trained decoder
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .errors import RestyleError
 
@@ -123,3 +124,68 @@ def blend(content_feat: torch.Tensor, stylized_feat: torch.Tensor, alpha: float)
     if not 0.0 <= alpha <= 1.0:
         raise RestyleError(f"style strength alpha must be between 0 and 1, not {alpha}")
     return torch.lerp(content_feat.float(), stylized_feat.float(), alpha).to(content_feat.dtype)
+
+
+def style_swap(content_feat: torch.Tensor, style_feat: torch.Tensor, patch_size: int = 3,
+               eps: float = 1e-8, max_chunk_bytes: int = 128 << 20) -> torch.Tensor:
+    """Style swap (Chen & Schmidt 2016, "Fast patch-based style transfer of arbitrary style").
+
+    Every ``k x k`` patch of the content features (stride 1) is replaced by the style
+    patch it correlates with best after normalising the style patches, and the
+    overlapping replacements are averaged. With the style patches
+    :math:`\\phi_j(S)` and :math:`\\hat\\phi_j = \\phi_j / \\lVert\\phi_j\\rVert`:
+
+    .. math::
+        j^*(p) = \\arg\\max_j \\, \\langle \\phi_p(C), \\hat\\phi_j(S) \\rangle
+               = \\arg\\max_j \\, \\operatorname{conv2d}(C, \\hat\\phi)_{j, p}
+
+        \\mathrm{SS}(C, S)_x = \\frac{1}{\\lvert\\{p \\ni x\\}\\rvert}
+            \\sum_{p \\ni x} \\phi_{j^*(p)}(S)_x
+
+    Dividing by the content patch's norm would not change the argmax, so only the
+    style patches are normalised: the choice is invariant to the scale of either input
+    and the output is built only from (un-normalised) style values. The paper writes the
+    second step as a transposed convolution of the one-hot argmax map with the style
+    patches, divided by the overlap counts; gathering the chosen patches and folding
+    them (``F.fold``) is the same sum without the ``L x H x W`` one-hot tensor and
+    without a second convolution over all ``L`` patches.
+
+    Memory: the correlation maps of all style patches would take ``L * H * W`` floats
+    (about 1 GB for 512 px content and style at relu3_1), so the patches are processed
+    in chunks whose maps fit in ``max_chunk_bytes``, keeping the running maximum; what
+    remains is linear in the sizes (the unfolded style patches and the chosen ones,
+    ``C k^2`` floats per position each).
+    The correlation runs in float32, or bfloat16 under ``torch.autocast``; the output
+    has the content's shape and dtype. ``style_feat`` is a batch of 1 (used for every
+    content image) or of N.
+    """
+    _pair(content_feat, style_feat)
+    k = int(patch_size)
+    n, c, h, w = content_feat.shape
+    hs, ws = style_feat.shape[-2:]
+    if k < 1:
+        raise RestyleError(f"the style-swap patch size must be at least 1, not {patch_size}")
+    if min(h, w, hs, ws) < k:
+        raise RestyleError(f"features of {h}x{w} (content) and {hs}x{ws} (style) are too small "
+                           f"for {k}x{k} patches; use larger images or a smaller patch size")
+    hp, wp = h - k + 1, w - k + 1  # patch positions in the content ("valid" correlation)
+    chunk = max(1, max_chunk_bytes // (4 * hp * wp))
+    count = F.fold(torch.ones(1, k * k, hp * wp, device=content_feat.device), (h, w), k)
+    out = []
+    for i in range(n):
+        j = 0 if style_feat.shape[0] == 1 else i
+        patches = F.unfold(style_feat[j:j + 1].float(), k)[0].T  # (L, C*k*k), un-normalised
+        norms = patches.norm(dim=1).clamp_min(eps)
+        x = content_feat[i:i + 1].float()
+        best = torch.full((hp * wp,), float("-inf"), device=x.device)
+        index = torch.zeros(hp * wp, dtype=torch.long, device=x.device)
+        for start in range(0, patches.shape[0], chunk):
+            kernel = (patches[start:start + chunk] / norms[start:start + chunk, None])
+            corr = F.conv2d(x, kernel.view(-1, c, k, k))[0].flatten(1).float()  # (B, hp*wp)
+            value, arg = corr.max(0)
+            better = value > best  # strict: ties keep the first patch, as argmax does
+            best = torch.where(better, value, best)
+            index = torch.where(better, arg + start, index)
+        chosen = patches[index].T.unsqueeze(0)  # (1, C*k*k, hp*wp)
+        out.append(F.fold(chosen, (h, w), k) / count)
+    return torch.cat(out).to(content_feat.dtype)

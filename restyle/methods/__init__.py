@@ -64,4 +64,4 @@ def all_methods() -> list[type[Method]]:
 
 
 def _load_builtin() -> None:
-    from . import gatys, texture  # noqa: F401  (registration side effect)
+    from . import adain, gatys, style_swap, texture, wct  # noqa: F401  (registration side effect)

@@ -6,6 +6,6 @@
 * :mod:`.train_decoder`: the resumable decoder training (``restyle train decoder``).
 """
 
-from .decoder import LEVELS, Decoder, load_decoder
+from .decoder import LEVELS, Decoder, default_decoder_path, get_decoder, load_decoder
 
-__all__ = ["Decoder", "load_decoder", "LEVELS"]
+__all__ = ["Decoder", "load_decoder", "get_decoder", "default_decoder_path", "LEVELS"]

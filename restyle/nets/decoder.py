@@ -22,12 +22,16 @@ encoder's features on photos (about 22 at relu3_1): raw VGG activations of
 saved with the weights.
 
 Weights are stored as float16 safetensors with metadata (level, width, feature
-scale, training steps, ...); :func:`load_decoder` reads them back.
+scale, training steps, ...); :func:`load_decoder` reads them back. The decoders
+restyle trains itself live in the repository's ``models/`` folder (or
+``$RESTYLE_MODELS``) as ``decoder_<level>.safetensors``: :func:`default_decoder_path`
+names them and :func:`get_decoder` loads one once per process.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,6 +45,11 @@ from ..errors import RestyleError
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 FORMAT = "restyle.decoder"
 FORMAT_VERSION = "1"
+#: Folder holding ``decoder_<level>.safetensors`` instead of the repository's ``models/``.
+MODELS_ENV = "RESTYLE_MODELS"
+#: Extra ``restyle train decoder`` flags of the packaged decoders: the relu4_1 one is
+#: AdaIN-trained (it serves AdaIN and WCT's relu4_1 step alike).
+TRAIN_FLAGS = {"relu4_1": " --adain-loss"}
 
 
 def check_level(level: str) -> int:
@@ -250,3 +259,47 @@ def load_decoder(path: str | Path, level: str | None = None, device: str | torch
     dec.requires_grad_(False)
     dec.to(device=device, memory_format=torch.channels_last)
     return dec.eval()
+
+
+# ----------------------------------------------------------------------------- packaged decoders
+
+def default_decoder_path(level: str, folder: str | Path | None = None) -> Path:
+    """``<folder>/decoder_<level>.safetensors``; the folder defaults to ``$RESTYLE_MODELS``,
+    else the repository's ``models/`` (``Path(restyle.__file__).resolve().parents[1] / "models"``).
+    """
+    check_level(level)
+    if folder in (None, ""):
+        env = os.environ.get(MODELS_ENV)
+        folder = Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    return Path(folder).expanduser() / f"decoder_{level}.safetensors"
+
+
+_LOADED: dict[tuple[str, str], tuple[tuple[int, int], Decoder]] = {}
+_MAX_LOADED = 8
+
+
+def get_decoder(level: str, path: str | Path | None = None, hint: str = "") -> Decoder:
+    """The ``level`` decoder from ``path`` (default :func:`default_decoder_path`), loaded
+    once per process and shared (frozen, eval mode).
+
+    The cache is keyed by the resolved path and level and checked against the file's
+    modification time and size, so a retrained file is picked up. A missing file raises
+    :class:`RestyleError` naming it and the ``restyle train decoder`` command that makes
+    it (``hint`` is appended, e.g. another way out).
+    """
+    p = default_decoder_path(level) if path in (None, "") else Path(path).expanduser()
+    if not p.exists():
+        mkdir = "" if p.parent.is_dir() else f"mkdir -p {p.parent} && "
+        raise RestyleError(
+            f"no {level} decoder at {p}; make it with `{mkdir}restyle train decoder --level "
+            f"{level}{TRAIN_FLAGS.get(level, '')} --minutes 120 --out runs/decoder_{level} "
+            f"--export {p}`" + (f" {hint}" if hint else ""))
+    key = (str(p.resolve()), level)
+    stat = p.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    hit = _LOADED.get(key)
+    if hit is None or hit[0] != stamp:
+        if hit is None and len(_LOADED) >= _MAX_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = (stamp, load_decoder(p, level))
+    return _LOADED[key][1]

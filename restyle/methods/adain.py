@@ -1,0 +1,63 @@
+"""AdaIN (Huang & Belongie 2017): arbitrary style in one pass.
+
+The content and style images are encoded to VGG16 ``relu4_1``; the content
+features take the style's channel-wise means and standard deviations
+(:func:`~restyle.transforms.adain`), are blended with the content features by
+``alpha`` and decoded by the AdaIN-trained ``relu4_1`` decoder:
+
+.. math::
+    t = \\alpha \\, \\mathrm{AdaIN}(f(c), \\mu_s, \\sigma_s) + (1 - \\alpha) f(c), \\qquad
+    \\text{output} = g(t)
+
+Several styles: the paper interpolates the AdaIN-ed features,
+:math:`\\sum_k w_k \\mathrm{AdaIN}(f(c), \\mu_k, \\sigma_k)`. AdaIN is affine in the
+style statistics (:math:`\\sigma \\hat f + \\mu`), so with weights summing to 1 this is
+exactly one AdaIN with the mixed statistics :math:`\\mu = \\sum_k w_k \\mu_k`,
+:math:`\\sigma = \\sum_k w_k \\sigma_k`. restyle mixes the statistics: the same picture,
+one transform instead of K, and per-style statistics (2C numbers) are what a cache
+or a future region mask needs to hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..backbone import get_vgg
+from ..nets.decoder import get_decoder
+from ..optimize import resolve_precision
+from ..params import param
+from ..transforms import adain, blend, channel_stats
+from . import Inputs, Method, register
+from .one_pass import OnePassParams, decode, encode, prepare
+
+LEVEL = "relu4_1"
+
+
+@dataclass
+class AdaINParams(OnePassParams):
+    decoder: str = param("", "relu4_1 decoder file (default: models/decoder_relu4_1.safetensors "
+                         "of restyle, or in $RESTYLE_MODELS)", metavar="PATH")
+
+
+@register
+class AdaIN(Method):
+    name = "adain"
+    family = "model-optimization"
+    task = "transfer"
+    summary = "Huang & Belongie 2017: match relu4_1 channel means/stds, decode (one pass)"
+    Params = AdaINParams
+
+    def run(self, inputs: Inputs, params: AdaINParams, callbacks=()) -> torch.Tensor:
+        dec = get_decoder(LEVEL, params.decoder)
+        prep = prepare(inputs, params, self.name)
+        bf16 = resolve_precision(params.precision)
+        vgg = get_vgg()
+        fc = encode(vgg, prep.content, [LEVEL], bf16)[LEVEL]
+        mean = std = 0.0
+        for style, w in zip(prep.styles, prep.weights):
+            m, s = channel_stats(encode(vgg, style, [LEVEL], bf16)[LEVEL])
+            mean, std = mean + w * m, std + w * s
+        t = blend(fc, adain(fc, style_mean=mean, style_std=std), params.alpha)
+        return prep.finish(decode(dec, t, prep.size, bf16))
