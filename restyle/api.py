@@ -47,21 +47,13 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     keyword arguments are the method's parameters, e.g. ``size=512,
     strength=0.7, preserve_color="luminance"``. Returns a PIL RGB image.
     """
-    m = get_method(method)
-    if m.task != "transfer":
-        raise RestyleError(f"method {method!r} synthesises textures; use restyle.texture")
-    p = make(m.Params, **params)
-    out_path = imaging.check_output_path(output, overwrite) if output is not None else None
     styles = _styles(style)
     if not styles:
         raise RestyleError("give at least one style image")
-    weights = _weights(len(styles), style_weights)
-    inputs = Inputs(imaging.load_image(content, "content image"),
-                    [imaging.load_image(s, "style image") for s in styles], weights)
-    result = imaging.to_pil(m.run(inputs, p, callbacks))
-    if out_path is not None:
-        imaging.save_image(result, out_path, overwrite=True)
-    return result
+    return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
+        imaging.load_image(content, "content image"),
+        [imaging.load_image(s, "style image") for s in styles],
+        _weights(len(styles), style_weights)))
 
 
 def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture",
@@ -72,15 +64,23 @@ def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture
 
     Several exemplars are mixed with ``exemplar_weights``.
     """
+    exemplars = _styles(exemplar)
+    return _run(method, "texture", params, output, overwrite, callbacks, lambda: Inputs(
+        None, [imaging.load_image(e, "exemplar image") for e in exemplars],
+        _weights(len(exemplars), exemplar_weights)))
+
+
+def _run(method: str, task: str, params: dict, output, overwrite: bool, callbacks,
+         load: Callable[[], Inputs]) -> Image.Image:
+    """Validate everything cheap first (method, parameters, output path), then load the
+    inputs, run the method and write the output atomically."""
     m = get_method(method)
-    if m.task != "texture":
-        raise RestyleError(f"method {method!r} is a transfer method; use restyle.transfer")
+    if m.task != task:
+        other = "restyle.texture" if m.task == "texture" else "restyle.transfer"
+        raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
     p = make(m.Params, **params)
     out_path = imaging.check_output_path(output, overwrite) if output is not None else None
-    exemplars = _styles(exemplar)
-    inputs = Inputs(None, [imaging.load_image(e, "exemplar image") for e in exemplars],
-                    _weights(len(exemplars), exemplar_weights))
-    result = imaging.to_pil(m.run(inputs, p, callbacks))
+    result = imaging.to_pil(m.run(load(), p, callbacks))
     if out_path is not None:
         imaging.save_image(result, out_path, overwrite=True)
     return result
