@@ -208,6 +208,9 @@ def cmd_train(argv: Sequence[str]) -> int:
                         help="style images for --adain-loss (default: .../styles)")
     parser.add_argument("--no-resume", action="store_true",
                         help="start over even if OUT holds a run")
+    parser.add_argument("--init-from", default=None, metavar="FILE",
+                        help="start a new run from these decoder weights (a .safetensors file "
+                             "from an earlier run; the optimizer starts fresh)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
                         help="checkpoint interval (default: 5)")
     parser.add_argument("--eval-every", type=int, default=250, metavar="N",
@@ -224,6 +227,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     try:
         train_decoder(out_dir=ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
                       data_dir=ns.data_dir, style_dir=ns.style_dir, export=ns.export,
+                      init_from=ns.init_from,
                       checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
                       precision=ns.precision, device=ns.device,
                       echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings)
@@ -241,6 +245,11 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_evaluate(argv: Sequence[str]) -> int:
+    from .evaluate.metrics import main as evaluate_main
+    return evaluate_main(argv)
+
+
 COMMANDS = {
     "transfer": (cmd_transfer, "render a photo in the style of one or more images"),
     "texture": (cmd_texture, "synthesise a texture from an exemplar"),
@@ -248,6 +257,7 @@ COMMANDS = {
     "demo": (cmd_demo, "run the built-in example (no input files needed)"),
     "train": (cmd_train, "train a network (decoder), resumable"),
     "bench": (cmd_bench, "measure speed and memory; writes BENCHMARKS.md"),
+    "evaluate": (cmd_evaluate, "quality metrics of outputs against their content and style"),
 }
 
 

@@ -314,3 +314,20 @@ def test_cli_train_decoder(photo_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "decoder", "--out", str(tmp_path / "y"), "--level", "relu9_1"])
     assert e.value.code == 2
+
+
+def test_init_from_starts_a_new_run_from_exported_weights(photo_dir, tmp_path):
+    kw = dict(data_dir=photo_dir, eval_every=100, warmup=0, lr=3e-3, **TINY)
+    export = tmp_path / "dec.safetensors"
+    first = train_decoder("relu2_1", tmp_path / "a", steps=30, export=export, **kw)
+    assert first["finished"]
+    fresh = train_decoder("relu2_1", tmp_path / "fresh", steps=1, **kw)
+    warm = train_decoder("relu2_1", tmp_path / "warm", steps=1, init_from=export, **kw)
+    start = [r for r in read_log(tmp_path / "warm" / "log.jsonl") if r.get("start")][0]
+    assert start["init_from"] == str(export)
+    # the warm run starts where the first one ended, far better than a fresh one
+    assert warm["psnr"] > fresh["psnr"] + 2
+    with pytest.raises(RestyleError, match="already holds a run"):
+        train_decoder("relu2_1", tmp_path / "warm", steps=2, init_from=export, **kw)
+    with pytest.raises(RestyleError, match="decodes relu2_1 features"):
+        train_decoder("relu3_1", tmp_path / "other", steps=1, init_from=export, **kw)

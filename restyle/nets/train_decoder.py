@@ -44,7 +44,7 @@ from ..losses import relative_mse
 from ..optimize import resolve_precision
 from ..params import make, param
 from ..transforms import adain, channel_stats
-from .decoder import LEVELS, Decoder, check_level
+from .decoder import LEVELS, Decoder, check_level, load_decoder
 from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, data_root,
                        image_files, load_checkpoint, load_uint8, psnr, warmup_cosine)
 
@@ -132,7 +132,7 @@ class DecoderRun:
 
     def __init__(self, cfg: DecoderTraining, out: Path, state: dict | None, total: int | None,
                  content_dir: Path, style_dir: Path | None, holdout: int, eval_size: int,
-                 precision: str, device: str):
+                 precision: str, device: str, init_from: str | Path | None = None):
         self.cfg, self.out, self.total = cfg, out, total
         self.dev = _resolve_device(device)
         self.bf16 = resolve_precision(precision, self.dev)
@@ -161,6 +161,12 @@ class DecoderRun:
         if state is not None:
             self.dec = Decoder(cfg.level, cfg.width_mult, state["feature_scale"])
             self.dec.load_state_dict(state["model"])
+        elif init_from is not None:
+            self.dec = load_decoder(init_from, level=cfg.level)
+            if abs(self.dec.width_mult - cfg.width_mult) > 1e-9:
+                raise RestyleError(f"{init_from} has width {self.dec.width_mult}, the run "
+                                   f"asks for {cfg.width_mult}")
+            self.dec.requires_grad_(True)
         else:
             sample = torch.stack([center_square(im, eval_size) for im in train_photos[:32]])
             with torch.random.fork_rng(devices=[]):  # the seed makes the weights, nothing global
@@ -181,6 +187,7 @@ class DecoderRun:
         self.log = JsonlLog(out / LOG, truncate_to=state["log_bytes"] if state else None)
         if state is None:
             self.log.write({"start": True, "config": asdict(cfg), "total_steps": total,
+                            "init_from": str(init_from) if init_from else None,
                             "feature_scale": float(self.dec.feature_scale),
                             "train_photos": len(train_photos),
                             "held_out": [files[i].name for i in held], "params": self.params,
@@ -291,6 +298,7 @@ def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
                   checkpoint_minutes: float = 5.0, eval_every: int = 250, eval_size: int = 256,
                   holdout: int = 4, log_every: int = 10, precision: str = "auto",
                   device: str = "auto", stop_at_step: int | None = None,
+                  init_from: str | Path | None = None,
                   echo: Callable[[str], None] | None = print, **settings) -> dict:
     """Train (or resume training) a decoder for ``level``; returns a summary dict.
 
@@ -300,7 +308,9 @@ def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
     with a checkpoint in ``out_dir`` is resumed when ``resume`` (its settings must
     match; ``steps`` may be raised to extend it); otherwise it starts over.
     ``stop_at_step`` ends this call after that step, checkpointing (for tests and
-    for splitting a run by hand). Other ``settings``: see :class:`DecoderTraining`.
+    for splitting a run by hand). ``init_from`` starts a *new* run from the weights of
+    an exported decoder (e.g. to continue on a machine without the checkpoint; the
+    optimizer and schedule start fresh). Other ``settings``: see :class:`DecoderTraining`.
 
     Training photos come from ``data_dir`` (default ``<data>/train/content``), style
     images for ``adain_loss`` from ``style_dir`` (``<data>/styles``), where
@@ -355,8 +365,11 @@ def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
         if total is None and minutes is None:
             raise RestyleError("give --steps (the run's planned length) or --minutes (a time "
                                "budget to plan it from)")
+        if state is not None and init_from is not None:
+            raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
+                               f"(add --no-resume or pick another --out)")
         run = DecoderRun(cfg, out, state, total, content_dir, styles_dir, holdout, eval_size,
-                         precision, device)
+                         precision, device, init_from)
         say(f"{'resuming' if state else 'starting'} {cfg.level} decoder in {out} at step "
             f"{run.step_no}{f' of {total}' if total else ''} (feature scale "
             f"{float(run.dec.feature_scale):.2f}, {run.params / 1e6:.2f} M params, "
