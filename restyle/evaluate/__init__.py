@@ -1,1 +1,1 @@
-"""Evaluation: benchmarks (speed and memory) and, later, quality metrics and sheets."""
+"""Evaluation: benchmarks (speed and memory), quality metrics and, later, comparison sheets."""
