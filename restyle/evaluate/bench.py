@@ -226,6 +226,9 @@ def render_markdown(result: dict) -> str:
                       f"{ref['ours_trace'][-1][2]:.4f} after {ref['ours_trace'][-1][1]:.1f} s |"]
         lines += [f"| restyle default result: loss, time | {ref['ours_default_loss']:.4f}, "
                   f"{ref['ours_default_seconds']:.1f} s |", ""]
+        met = ref["reached"] and ref["ratio"] <= 0.25
+        lines += [f"Target of issue #2 (restyle reaches the reference's final loss in at most a "
+                  f"quarter of its time): **{'met' if met else 'not met'}**.", ""]
         lines += ["Time to reach the loss the reference has after N iterations (the whole "
                   "convergence curve, not only its end point):", "",
                   "| reference iterations | loss | reference time | restyle time | ratio |",
