@@ -9,6 +9,7 @@ at once.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Sequence
 
@@ -28,17 +29,17 @@ class Inputs:
     style_weights: list[float]
 
 
-class Method:
+class Method(ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     task: ClassVar[str] = "transfer"
     summary: ClassVar[str]
     Params: ClassVar[type]
 
+    @abstractmethod
     def run(self, inputs: Inputs, params, callbacks: Sequence[Callable[[Progress], None]] = ()
             ) -> torch.Tensor:
         """Produce the output image as a (1, 3, H, W) tensor in [0, 1]."""
-        raise NotImplementedError
 
 
 REGISTRY: dict[str, type[Method]] = {}
