@@ -37,6 +37,25 @@ def _weights(n: int, style_weights: Sequence[float] | None) -> list[float]:
     return weights
 
 
+def parse_style_names(styles: Sequence, style_weights: Sequence[float] | None
+                      ) -> tuple[list[str], list[float]]:
+    """Style names with weights, from ``["a", "b"]`` plus weights or ``["a:0.3", "b:0.7"]``."""
+    names, weights = [], []
+    for s in styles:
+        if not isinstance(s, str):
+            raise RestyleError("this method takes style names (see `restyle models`), "
+                               "not images")
+        name, _, w = s.partition(":")
+        try:
+            weights.append(float(w) if w else 1.0)
+        except ValueError:
+            raise RestyleError(f"bad style weight in {s!r}: write NAME or NAME:WEIGHT") from None
+        names.append(name.strip())
+    if style_weights is not None:
+        weights = _weights(len(names), style_weights)
+    return names, _weights(len(names), weights)
+
+
 def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
              method: str = "gatys", style_weights: Sequence[float] | None = None,
              output: str | os.PathLike | None = None, overwrite: bool = False,
@@ -50,6 +69,10 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     styles = _styles(style)
     if not styles:
         raise RestyleError("give at least one style image")
+    if get_method(method).style_kind == "name":  # styles inside a trained model
+        names, weights = parse_style_names(styles, style_weights)
+        return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
+            imaging.load_image(content, "content image"), [], weights, names))
     return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
         imaging.load_image(content, "content image"),
         [imaging.load_image(s, "style image") for s in styles],

@@ -8,7 +8,6 @@ fix print one line and exit with code 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -84,24 +83,49 @@ def _run_with_progress(fn, ns, out: Path):
 
 def cmd_transfer(argv: Sequence[str]) -> int:
     from .api import transfer
-    method = get_method(_method_name(argv, "gatys"))
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default=None)
+    pre.add_argument("--model", default=None)
+    known, _ = pre.parse_known_args(argv)
+    # --model NAME means "a trained style network", unless a method is named
+    method = get_method(known.method or ("network" if known.model else "gatys"))
     if method.task != "transfer":
         raise RestyleError(f"method {method.name!r} synthesises textures; use restyle texture")
-    parser = argparse.ArgumentParser(prog="restyle transfer",
-                                     description="Render CONTENT in the style of STYLE (several "
-                                     "styles are blended).")
+    by_name = method.style_kind == "name"
+    parser = argparse.ArgumentParser(
+        prog="restyle transfer",
+        description="Render CONTENT in the style of STYLE (several styles are blended). With "
+                    "a trained style network (--model NAME), the styles are names in the "
+                    "model: --style starry_night:0.3 --style udnie:0.7.")
     parser.add_argument("content", help="content photo")
-    parser.add_argument("styles", nargs="+", metavar="style", help="style image(s)")
-    parser.add_argument("--method", default="gatys", help="method (see `restyle methods`)")
+    parser.add_argument("styles", nargs="*", metavar="style",
+                        help="style image(s); for --model, style names")
+    parser.add_argument("--style", action="append", default=[], metavar="STYLE[:W]",
+                        dest="style_opts", help="a style (image, or name in the model) with an "
+                        "optional blend weight; repeat to blend")
+    parser.add_argument("--method", default=method.name, help="method (see `restyle methods`)")
     parser.add_argument("--style-weights", default="", metavar="W1,W2",
                         help="blend weights of the style images, e.g. 0.7,0.3")
     _common_output(parser)
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
+    styles = list(ns.styles) + list(ns.style_opts)
+    if not styles:
+        raise RestyleError("give a style: an image" + (" name of the model (see `restyle "
+                                                       "models`)" if by_name else "") +
+                           ", e.g. restyle transfer photo.jpg style.jpg -o out.png")
     weights = parse_floats(ns.style_weights, "--style-weights") if ns.style_weights else None
+    if not by_name:
+        if ns.style_opts and any(":" in s and not Path(s).exists() for s in ns.style_opts):
+            images, ws = [], []
+            for s in styles:
+                path, _, w = s.rpartition(":") if ":" in s and not Path(s).exists() else (s, "", "")
+                images.append(path)
+                ws.append(parse_floats(w, "--style weight")[0] if w else 1.0)
+            styles, weights = images, weights or ws
     out = imaging.check_output_path(ns.output, ns.overwrite)
-    _run_with_progress(lambda cbs: transfer(ns.content, ns.styles, method=method.name,
+    _run_with_progress(lambda cbs: transfer(ns.content, styles, method=method.name,
                                             style_weights=weights, output=out, overwrite=True,
                                             callbacks=cbs, **vars(params)), ns, out)
     return 0
@@ -172,7 +196,77 @@ def cmd_demo(argv: Sequence[str]) -> int:
     return 0
 
 
-TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable)"}
+TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable)",
+             "style": "a feed-forward style network for one or many styles (resumable)"}
+
+
+def _run_training(fn, out: str) -> int:
+    """Run a training call: SIGTERM checkpoints like Ctrl-C; exit 130 when interrupted."""
+    import signal
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # checkpoint, then stop
+    try:
+        fn()
+    except KeyboardInterrupt:
+        print(f"restyle: interrupted; run the same command to resume from the checkpoint in "
+              f"{out}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _training_arguments(parser: argparse.ArgumentParser, weights_help: str) -> None:
+    """The options every ``restyle train`` network has."""
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="run folder (checkpoint.pt, log.jsonl, " + weights_help + ")")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="time budget of this call; alone, it also plans the run's length")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="planned length of the whole run (end of the cosine schedule)")
+    parser.add_argument("--export", default=None, metavar="FILE",
+                        help="also write the float16 weights here when this call ends")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="training photos (default: $RESTYLE_DATA/train/content or "
+                             "../shared/data/train/content)")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="start over even if OUT holds a run")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
+                        help="checkpoint interval (default: 5)")
+    parser.add_argument("--eval-every", type=int, default=250, metavar="N",
+                        help="evaluate on held-out photos every N steps (default: 250)")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="bf16 autocast where supported (default), or force one")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to train (default: a CUDA GPU if there is one)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+
+def train_style_cli(argv: Sequence[str]) -> int:
+    import dataclasses
+
+    from .nets.train_style import StyleTraining, train_style
+    parser = argparse.ArgumentParser(
+        prog="restyle train style",
+        description="Train a feed-forward style network on STYLE images: one image gives a "
+                    "per-style network, several a multi-style (conditional instance norm) "
+                    "network whose styles can be blended. Resumable like the decoders.")
+    parser.add_argument("styles", nargs="+", metavar="STYLE", help="style image(s)")
+    parser.add_argument("--names", default="", metavar="N1,N2",
+                        help="style names (default: the file names without extension)")
+    parser.add_argument("--add-to", default=None, metavar="MODEL",
+                        help="add the styles to this trained network, training only their "
+                             "own normalisation parameters")
+    _training_arguments(parser, "stylenet.safetensors, preview.png")
+    add_arguments(parser, StyleTraining)
+    ns = parser.parse_args(argv)
+    settings = dataclasses.asdict(from_namespace(StyleTraining, ns))
+    names = [n.strip() for n in ns.names.split(",")] if ns.names else None
+    return _run_training(lambda: train_style(
+        ns.styles, ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+        names=names, add_to=ns.add_to, data_dir=ns.data_dir, export=ns.export,
+        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
+        precision=ns.precision, device=ns.device,
+        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
 
 
 def cmd_train(argv: Sequence[str]) -> int:
@@ -183,8 +277,9 @@ def cmd_train(argv: Sequence[str]) -> int:
         return 0
     if argv[0] not in TRAINABLE:
         raise RestyleError(f"unknown network {argv[0]!r} to train; one of: {', '.join(TRAINABLE)}")
+    if argv[0] == "style":
+        return train_style_cli(argv[1:])
     import dataclasses
-    import signal
 
     from .nets.train_decoder import DecoderTraining, train_decoder
     parser = argparse.ArgumentParser(
@@ -192,51 +287,53 @@ def cmd_train(argv: Sequence[str]) -> int:
         description="Train a decoder that inverts VGG16 features at --level. Checkpoints go to "
                     "OUT every few minutes and when the run stops (also on Ctrl-C / SIGTERM); "
                     "running the same command again resumes the run.")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="run folder (checkpoint.pt, log.jsonl, decoder_LEVEL.safetensors)")
-    parser.add_argument("--minutes", type=float, default=None,
-                        help="time budget of this call; alone, it also plans the run's length")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="planned length of the whole run (end of the cosine schedule)")
-    parser.add_argument("--export", default=None, metavar="FILE",
-                        help="also write the float16 weights here when this call ends "
-                             "(e.g. models/decoder_relu4_1.safetensors)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR",
-                        help="training photos (default: $RESTYLE_DATA/train/content or "
-                             "../shared/data/train/content)")
+    _training_arguments(parser, "decoder_LEVEL.safetensors")
     parser.add_argument("--style-dir", default=None, metavar="DIR",
                         help="style images for --adain-loss (default: .../styles)")
-    parser.add_argument("--no-resume", action="store_true",
-                        help="start over even if OUT holds a run")
     parser.add_argument("--init-from", default=None, metavar="FILE",
                         help="start a new run from these decoder weights (a .safetensors file "
                              "from an earlier run; the optimizer starts fresh)")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
-                        help="checkpoint interval (default: 5)")
-    parser.add_argument("--eval-every", type=int, default=250, metavar="N",
-                        help="held-out PSNR every N steps (default: 250)")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="bf16 autocast where supported (default), or force one")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where to train (default: a CUDA GPU if there is one)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     add_arguments(parser, DecoderTraining)
     ns = parser.parse_args(argv[1:])
     settings = dataclasses.asdict(from_namespace(DecoderTraining, ns))
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # checkpoint, then stop
-    try:
-        train_decoder(out_dir=ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-                      data_dir=ns.data_dir, style_dir=ns.style_dir, export=ns.export,
-                      init_from=ns.init_from,
-                      checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
-                      precision=ns.precision, device=ns.device,
-                      echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings)
-    except KeyboardInterrupt:
-        print(f"restyle: interrupted; run the same command to resume from the checkpoint in "
-              f"{ns.out}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return _run_training(lambda: train_decoder(
+        out_dir=ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+        data_dir=ns.data_dir, style_dir=ns.style_dir, export=ns.export, init_from=ns.init_from,
+        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
+        precision=ns.precision, device=ns.device,
+        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+
+
+def cmd_models(argv: Sequence[str]) -> int:
+    from .nets.decoder import LEVELS, default_decoder_path, read_metadata
+    from .nets.stylenet import installed_models, models_dir, read_stylenet_metadata
+    parser = argparse.ArgumentParser(prog="restyle models",
+                                     description="List the installed style networks (with their "
+                                                 "styles) and decoders.")
+    parser.parse_args(argv)
+    folder = models_dir()
+    print(f"models folder: {folder}")
+    models = installed_models()
+    print("style networks (restyle transfer PHOTO --model NAME --style STYLE):")
+    for name, path in models.items():
+        meta = read_stylenet_metadata(path)
+        import json
+        print(f"  {name:14s} {', '.join(json.loads(meta['styles']))}  "
+              f"({meta.get('steps', '?')} steps)")
+    if not models:
+        print("  none (train one with `restyle train style`)")
+    print("decoders (adain, wct, style-swap):")
+    for level in LEVELS:
+        p = default_decoder_path(level)
+        if p.exists():
+            try:
+                meta = read_metadata(p)
+                note = f"{meta.get('steps', '?')} steps, held-out PSNR {meta.get('heldout_psnr')}"
+            except RestyleError as e:
+                note = f"unreadable: {e}"
+            print(f"  {level:14s} {note}")
+        else:
+            print(f"  {level:14s} missing")
     return 0
 
 
@@ -255,7 +352,8 @@ COMMANDS = {
     "texture": (cmd_texture, "synthesise a texture from an exemplar"),
     "methods": (cmd_methods, "list methods and their parameters"),
     "demo": (cmd_demo, "run the built-in example (no input files needed)"),
-    "train": (cmd_train, "train a network (decoder), resumable"),
+    "train": (cmd_train, "train a network (decoder, style network), resumable"),
+    "models": (cmd_models, "list installed style networks and decoders"),
     "bench": (cmd_bench, "measure speed and memory; writes BENCHMARKS.md"),
     "evaluate": (cmd_evaluate, "quality metrics of outputs against their content and style"),
 }

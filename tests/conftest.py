@@ -47,3 +47,23 @@ def stripes(size=64, period=8, horizontal=False) -> np.ndarray:
     arr[v == 1] = (230, 40, 30)
     arr[v == 0] = (20, 30, 200)
     return arr
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory):
+    """Six small photos from scikit-image (no shared data needed)."""
+    from skimage import data
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry"):
+        img = Image.fromarray(getattr(data, name)())
+        img.thumbnail((96, 96), Image.LANCZOS)
+        img.save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def style_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("styles")
+    Image.fromarray(stripes(64, period=8)).save(folder / "stripes.png")
+    Image.fromarray(stripes(80, period=16, horizontal=True)).save(folder / "bands.png")
+    return folder

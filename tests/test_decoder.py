@@ -183,26 +183,6 @@ def test_load_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- training
 
-@pytest.fixture(scope="module")
-def photo_dir(tmp_path_factory):
-    """Six small photos from scikit-image (no shared data needed)."""
-    from skimage import data
-    folder = tmp_path_factory.mktemp("photos")
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry"):
-        img = Image.fromarray(getattr(data, name)())
-        img.thumbnail((96, 96), Image.LANCZOS)
-        img.save(folder / f"{name}.png")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def style_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("styles")
-    Image.fromarray(stripes(64, period=8)).save(folder / "stripes.png")
-    Image.fromarray(stripes(80, period=16, horizontal=True)).save(folder / "bands.png")
-    return folder
-
-
 TINY = dict(batch=2, crop=32, holdout=1, eval_size=32, echo=None, log_every=1)
 
 

@@ -10,7 +10,7 @@ at once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Sequence
 
 import torch
@@ -27,12 +27,16 @@ class Inputs:
     content: Image.Image | None
     styles: list[Image.Image]
     style_weights: list[float]
+    #: for methods whose styles are names inside a trained model (``style_kind = "name"``)
+    style_names: list[str] = field(default_factory=list)
 
 
 class Method(ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     task: ClassVar[str] = "transfer"
+    #: "image": styles are images; "name": styles are names inside a trained model
+    style_kind: ClassVar[str] = "image"
     summary: ClassVar[str]
     Params: ClassVar[type]
 
@@ -65,4 +69,4 @@ def all_methods() -> list[type[Method]]:
 
 
 def _load_builtin() -> None:
-    from . import adain, gatys, style_swap, texture, wct  # noqa: F401  (registration side effect)
+    from . import adain, gatys, network, style_swap, texture, wct  # noqa: F401  (registration side effect)

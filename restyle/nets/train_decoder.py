@@ -27,9 +27,6 @@ per ``log_every`` steps and one per evaluation) and ``decoder_<level>.safetensor
 
 from __future__ import annotations
 
-import contextlib
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -45,13 +42,12 @@ from ..optimize import resolve_precision
 from ..params import make, param
 from ..transforms import adain, channel_stats
 from .decoder import LEVELS, Decoder, check_level, load_decoder
-from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, data_root,
-                       image_files, load_checkpoint, load_uint8, psnr, warmup_cosine)
+from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, check_run_args,
+                       data_root, image_files, load_checkpoint, load_uint8, make_run_dir,
+                       plan_total, psnr, resolve_device, run_lock, training_loop, warmup_cosine)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
-#: Steps timed before planning the run's length when only a time budget is given.
-PROBE_STEPS = 20
 
 
 @dataclass
@@ -93,36 +89,6 @@ def _style_distance(out_feats: dict, style_stats: dict, layers: list[str]) -> to
     return total / len(layers)
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RestyleError("--device cuda was asked for, but no CUDA GPU is available")
-    if device not in ("cpu", "cuda"):
-        raise RestyleError(f"device must be auto, cpu or cuda, not {device!r}")
-    return torch.device(device)
-
-
-@contextlib.contextmanager
-def _run_lock(out: Path):
-    """An exclusive lock on ``out``: two trainings writing one run folder would corrupt it.
-
-    Released when the training returns or fails, and by the OS when its process dies.
-    """
-    with open(out / ".lock", "w") as f:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; run one training per folder
-            yield
-            return
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise RestyleError(f"another training is running in {out}; wait for it, stop it, "
-                               f"or use another --out") from None
-        yield
-
-
 class DecoderRun:
     """One training run in a folder: data, encoder, decoder, optimizer and their state.
 
@@ -134,7 +100,7 @@ class DecoderRun:
                  content_dir: Path, style_dir: Path | None, holdout: int, eval_size: int,
                  precision: str, device: str, init_from: str | Path | None = None):
         self.cfg, self.out, self.total = cfg, out, total
-        self.dev = _resolve_device(device)
+        self.dev = resolve_device(device)
         self.bf16 = resolve_precision(precision, self.dev)
         self.feat_layers, self.style_layers = _layers(cfg.level)
 
@@ -192,6 +158,20 @@ class DecoderRun:
                             "train_photos": len(train_photos),
                             "held_out": [files[i].name for i in held], "params": self.params,
                             "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
+
+    @property
+    def weights_file(self) -> Path:
+        return self.out / f"decoder_{self.cfg.level}.safetensors"
+
+    @staticmethod
+    def describe_step(r: dict) -> str:
+        return f"loss {r['loss']:.4f} (pixel {r['pixel']:.4f}, feature {r['feature']:.3f})"
+
+    @staticmethod
+    def describe_eval(e: dict) -> str:
+        return (f"step {e['step']}: held-out PSNR {e['psnr']:.2f} dB"
+                + (f", AdaIN content {e['adain_content']:.3f} style {e['adain_style']:.3f}"
+                   if "adain_style" in e else ""))
 
     @property
     def params(self) -> int:
@@ -288,7 +268,7 @@ class DecoderRun:
                            "train_seconds": self.train_seconds, "log_bytes": self.log.size(),
                            "last_eval": self.last_eval, "restyle": __version__},
                           self.out / CHECKPOINT)
-        self.save_weights(self.out / f"decoder_{self.cfg.level}.safetensors")
+        self.save_weights(self.weights_file)
 
 
 def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
@@ -321,50 +301,18 @@ def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
     """
     cfg = make(DecoderTraining, level=level, batch=batch, crop=crop, lr=lr, seed=seed, **settings)
     say = echo or (lambda _msg: None)
-    if steps is not None and (int(steps) != steps or steps < 1):
-        raise RestyleError(f"--steps must be a positive whole number, not {steps}")
-    if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
-        raise RestyleError(f"--minutes must be a positive number, not {minutes}")
+    export_path = check_run_args(steps, minutes, precision, export)
     if holdout < 1:
         raise RestyleError("holdout must be at least 1 (the photos PSNR is measured on)")
-    if precision not in ("auto", "bf16", "fp32"):
-        raise RestyleError(f"precision must be auto, bf16 or fp32, not {precision!r}")
-    export_path = Path(export) if export is not None else None
-    if export_path is not None:
-        if export_path.suffix != ".safetensors":
-            raise RestyleError(f"--export must name a .safetensors file, not {export_path}")
-        if not export_path.parent.is_dir():
-            raise RestyleError(f"cannot export to {export_path}: folder {export_path.parent} "
-                               f"does not exist")
     root = data_root()
     content_dir = Path(data_dir) if data_dir else root / "train" / "content"
     styles_dir = (Path(style_dir) if style_dir else root / "styles") if cfg.adain_loss else None
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RestyleError(f"cannot create the run folder {out}: {e.strerror or e}") from None
+    out = make_run_dir(out_dir)
 
-    with _run_lock(out):
+    with run_lock(out):
         has_checkpoint = resume and (out / CHECKPOINT).exists()
         state = load_checkpoint(out / CHECKPOINT) if has_checkpoint else None
-        total = int(steps) if steps is not None else None
-        if state is not None:
-            diff = [f"{k}={state['config'].get(k)!r} (asked: {v!r})"
-                    for k, v in asdict(cfg).items() if state["config"].get(k) != v]
-            if diff:
-                raise RestyleError(f"{out} holds a run with other settings: {', '.join(diff)}; "
-                                   f"repeat its settings to resume, or pass --no-resume or "
-                                   f"another --out to start a new run")
-            if total is not None and total < state["step"]:
-                raise RestyleError(f"the run in {out} is already at step {state['step']}; "
-                                   f"--steps {total} would end it in the past")
-            if total is not None and total != state["total_steps"]:
-                say(f"changing the planned length from {state['total_steps']} to {total} steps")
-            total = total if total is not None else state["total_steps"]
-        if total is None and minutes is None:
-            raise RestyleError("give --steps (the run's planned length) or --minutes (a time "
-                               "budget to plan it from)")
+        total = plan_total(state, asdict(cfg), out, steps, minutes, say)
         if state is not None and init_from is not None:
             raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
                                f"(add --no-resume or pick another --out)")
@@ -374,83 +322,7 @@ def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
             f"{run.step_no}{f' of {total}' if total else ''} (feature scale "
             f"{float(run.dec.feature_scale):.2f}, {run.params / 1e6:.2f} M params, "
             f"{'bf16' if run.bf16 else 'fp32'}, {run.dev})")
-        return _loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every, log_every,
-                     export_path, say)
-
-
-def _loop(run: DecoderRun, minutes, stop_at_step, checkpoint_minutes, eval_every, log_every,
-          export_path, say) -> dict:
-    """Steps until the run's end, the time budget or ``stop_at_step``; log, evaluate, checkpoint."""
-
-    def evaluate() -> None:
-        e = run.evaluate()
-        say(f"step {e['step']}: held-out PSNR {e['psnr']:.2f} dB"
-            + (f", AdaIN content {e['adain_content']:.3f} style {e['adain_style']:.3f}"
-               if "adain_style" in e else ""))
-
-    start = last_ckpt = time.perf_counter()
-    window: dict[str, float] = {}
-    window_s, window_n, times = 0.0, 0, []
-    reason = "finished"
-    if run.step_no == 0:
-        evaluate()
-    try:
-        while run.total is None or run.step_no < run.total:
-            if stop_at_step is not None and run.step_no >= stop_at_step:
-                reason = f"stopped at step {run.step_no}"
-                break
-            if minutes is not None and times:
-                recent = sum(times[-20:]) / len(times[-20:])
-                if time.perf_counter() - start + 2 * recent > minutes * 60:
-                    reason = f"time budget of {minutes:g} min used"
-                    break
-            t0 = time.perf_counter()
-            parts = run.step()
-            dt = time.perf_counter() - t0
-            run.train_seconds += dt
-            times.append(dt)
-            window_s += dt
-            window_n += 1
-            for k, v in parts.items():
-                window[k] = window.get(k, 0.0) + v
-            step, total = run.step_no, run.total
-            if total is None and len(times) >= PROBE_STEPS:  # plan the run to fill the budget
-                per_step = sum(times[3:]) / len(times[3:])
-                left = minutes * 60 - (time.perf_counter() - start)
-                run.total = total = step + max(1, int(0.95 * left / per_step))  # 5 %: evals
-                say(f"planned {total} steps from {per_step:.2f} s/step and {minutes:g} min")
-                run.log.write({"step": step, "planned_steps": total, "sec_per_step": per_step})
-            if step % log_every == 0 or step == total:
-                record = {"step": step,
-                          **{k: round(v / window_n, 6) for k, v in window.items()},
-                          "lr": run.opt.param_groups[0]["lr"],
-                          "sec_per_step": round(window_s / window_n, 4),
-                          "train_seconds": round(run.train_seconds, 1)}
-                run.log.write(record)
-                eta = (f", {(total - step) * record['sec_per_step'] / 60:.0f} min left"
-                       if total else "")
-                say(f"step {step}{f'/{total}' if total else ''}: loss {record['loss']:.4f} "
-                    f"(pixel {record['pixel']:.4f}, feature {record['feature']:.3f}), "
-                    f"{record['sec_per_step']:.2f} s/step{eta}")
-                window, window_s, window_n = {}, 0.0, 0
-            if step % eval_every == 0 or step == total:
-                evaluate()
-            if time.perf_counter() - last_ckpt > checkpoint_minutes * 60:
-                run.checkpoint()
-                last_ckpt = time.perf_counter()
-    except KeyboardInterrupt:
-        run.checkpoint()
-        say(f"interrupted at step {run.step_no}; checkpoint saved in {run.out}")
-        raise
-    if run.last_eval is None or run.last_eval["step"] != run.step_no:
-        evaluate()
-    run.checkpoint()
-    weights = run.save_weights(export_path) if export_path is not None else \
-        run.out / f"decoder_{run.cfg.level}.safetensors"
-    finished = run.total is not None and run.step_no >= run.total
-    say(f"{'finished' if finished else reason} at step {run.step_no}"
-        f"{f'/{run.total}' if run.total else ''}; weights in {weights}"
-        + ("" if finished else "; run the same command again to continue"))
-    return {"step": run.step_no, "total_steps": run.total, "finished": finished,
-            "psnr": (run.last_eval or {}).get("psnr"), "train_seconds": run.train_seconds,
-            "weights": str(weights), "seconds": time.perf_counter() - start}
+        summary = training_loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every,
+                                log_every, export_path, say)
+        summary["psnr"] = (summary["last_eval"] or {}).get("psnr")
+        return summary

@@ -8,10 +8,12 @@ would have drawn without the interruption.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,6 +26,8 @@ from ..errors import RestyleError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 #: Environment variable naming the data folder (with train/content/ and styles/ inside).
 DATA_ENV = "RESTYLE_DATA"
+#: Steps timed before planning a run's length when only a time budget is given.
+PROBE_STEPS = 20
 
 
 def data_root() -> Path:
@@ -170,3 +174,164 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image of a batch in [0, 1]: 10 log10(1 / MSE)."""
     mse = (output.float().clamp(0, 1) - target.float()).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` (a CUDA GPU if there is one, else the CPU), ``cpu`` or ``cuda``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RestyleError("--device cuda was asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise RestyleError(f"device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """An exclusive lock on ``out``: two trainings writing one run folder would corrupt it.
+
+    Released when the training returns or fails, and by the OS when its process dies.
+    """
+    with open(out / ".lock", "w") as f:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run one training per folder
+            yield
+            return
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RestyleError(f"another training is running in {out}; wait for it, stop it, "
+                               f"or use another --out") from None
+        yield
+
+
+def check_run_args(steps, minutes, precision: str, export) -> Path | None:
+    """Validate the arguments every trainer shares; returns the export path (or None)."""
+    if steps is not None and (int(steps) != steps or steps < 1):
+        raise RestyleError(f"--steps must be a positive whole number, not {steps}")
+    if minutes is not None and not (minutes > 0 and math.isfinite(minutes)):
+        raise RestyleError(f"--minutes must be a positive number, not {minutes}")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise RestyleError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if export is None:
+        return None
+    export = Path(export)
+    if export.suffix != ".safetensors":
+        raise RestyleError(f"--export must name a .safetensors file, not {export}")
+    if not export.parent.is_dir():
+        raise RestyleError(f"cannot export to {export}: folder {export.parent} does not exist")
+    return export
+
+
+def make_run_dir(out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RestyleError(f"cannot create the run folder {out}: {e.strerror or e}") from None
+    return out
+
+
+def plan_total(state: dict | None, cfg: dict, out: Path, steps, minutes, say) -> int | None:
+    """The run's planned length: checks a checkpoint's settings against ``cfg`` and
+    ``steps`` against its progress. None means "plan it from the speed of the first steps"."""
+    total = int(steps) if steps is not None else None
+    if state is not None:
+        diff = [f"{k}={state['config'].get(k)!r} (asked: {v!r})"
+                for k, v in cfg.items() if state["config"].get(k) != v]
+        if diff:
+            raise RestyleError(f"{out} holds a run with other settings: {', '.join(diff)}; "
+                               f"repeat its settings to resume, or pass --no-resume or "
+                               f"another --out to start a new run")
+        if total is not None and total < state["step"]:
+            raise RestyleError(f"the run in {out} is already at step {state['step']}; "
+                               f"--steps {total} would end it in the past")
+        if total is not None and total != state["total_steps"]:
+            say(f"changing the planned length from {state['total_steps']} to {total} steps")
+        total = total if total is not None else state["total_steps"]
+    if total is None and minutes is None:
+        raise RestyleError("give --steps (the run's planned length) or --minutes (a time "
+                           "budget to plan it from)")
+    return total
+
+
+def training_loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every, log_every,
+                  export_path, say) -> dict:
+    """Steps until the run's end, the time budget or ``stop_at_step``; log, evaluate, checkpoint.
+
+    ``run`` provides ``step_no``, ``total``, ``train_seconds``, ``last_eval``, ``out``,
+    ``log`` (a :class:`JsonlLog`), ``opt``, ``weights_file`` (its default weights path),
+    ``step() -> dict`` of loss parts (with ``loss``), ``evaluate() -> dict``,
+    ``describe_eval(dict) -> str``, ``describe_step(dict) -> str``, ``checkpoint()`` and
+    ``save_weights(path)``.
+    """
+
+    def evaluate() -> None:
+        say(run.describe_eval(run.evaluate()))
+
+    start = last_ckpt = time.perf_counter()
+    window: dict[str, float] = {}
+    window_s, window_n, times = 0.0, 0, []
+    reason = "finished"
+    if run.step_no == 0:
+        evaluate()
+    try:
+        while run.total is None or run.step_no < run.total:
+            if stop_at_step is not None and run.step_no >= stop_at_step:
+                reason = f"stopped at step {run.step_no}"
+                break
+            if minutes is not None and times:
+                recent = sum(times[-20:]) / len(times[-20:])
+                if time.perf_counter() - start + 2 * recent > minutes * 60:
+                    reason = f"time budget of {minutes:g} min used"
+                    break
+            t0 = time.perf_counter()
+            parts = run.step()
+            dt = time.perf_counter() - t0
+            run.train_seconds += dt
+            times.append(dt)
+            window_s += dt
+            window_n += 1
+            for k, v in parts.items():
+                window[k] = window.get(k, 0.0) + v
+            step, total = run.step_no, run.total
+            if total is None and len(times) >= PROBE_STEPS:  # plan the run to fill the budget
+                per_step = sum(times[3:]) / len(times[3:])
+                left = minutes * 60 - (time.perf_counter() - start)
+                run.total = total = step + max(1, int(0.95 * left / per_step))  # 5 %: evals
+                say(f"planned {total} steps from {per_step:.2f} s/step and {minutes:g} min")
+                run.log.write({"step": step, "planned_steps": total, "sec_per_step": per_step})
+            if step % log_every == 0 or step == total:
+                record = {"step": step,
+                          **{k: round(v / window_n, 6) for k, v in window.items()},
+                          "lr": run.opt.param_groups[0]["lr"],
+                          "sec_per_step": round(window_s / window_n, 4),
+                          "train_seconds": round(run.train_seconds, 1)}
+                run.log.write(record)
+                eta = (f", {(total - step) * record['sec_per_step'] / 60:.0f} min left"
+                       if total else "")
+                say(f"step {step}{f'/{total}' if total else ''}: {run.describe_step(record)}, "
+                    f"{record['sec_per_step']:.2f} s/step{eta}")
+                window, window_s, window_n = {}, 0.0, 0
+            if step % eval_every == 0 or step == total:
+                evaluate()
+            if time.perf_counter() - last_ckpt > checkpoint_minutes * 60:
+                run.checkpoint()
+                last_ckpt = time.perf_counter()
+    except KeyboardInterrupt:
+        run.checkpoint()
+        say(f"interrupted at step {run.step_no}; checkpoint saved in {run.out}")
+        raise
+    if run.last_eval is None or run.last_eval["step"] != run.step_no:
+        evaluate()
+    run.checkpoint()
+    weights = run.save_weights(export_path) if export_path is not None else run.weights_file
+    finished = run.total is not None and run.step_no >= run.total
+    say(f"{'finished' if finished else reason} at step {run.step_no}"
+        f"{f'/{run.total}' if run.total else ''}; weights in {weights}"
+        + ("" if finished else "; run the same command again to continue"))
+    return {"step": run.step_no, "total_steps": run.total, "finished": finished,
+            "last_eval": run.last_eval, "train_seconds": run.train_seconds,
+            "weights": str(weights), "seconds": time.perf_counter() - start}

@@ -1,0 +1,82 @@
+"""Trained style networks (Johnson et al. 2016; Dumoulin et al. 2017): one forward pass.
+
+The styles are names inside a trained model (``restyle models`` lists them), not
+images: ``restyle transfer photo.jpg --model painters --style starry_night:0.3
+--style udnie:0.7``. Several styles are blended by mixing the networks's
+conditional-instance-norm parameters with the weights (normalised to sum to 1).
+
+``runtime="onnx"`` runs the model's ONNX export (see :mod:`restyle.nets.onnx_export`)
+with onnxruntime instead of PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import imaging
+from ..errors import RestyleError
+from ..nets.stylenet import get_stylenet, installed_models
+from ..optimize import resolve_precision
+from ..params import param
+from . import Inputs, Method, register
+
+#: The model ``--model`` defaults to when it is installed.
+DEFAULT_MODEL = "painters"
+
+
+@dataclass
+class NetworkParams:
+    model: str = param("", "style network: a name from `restyle models` or a .safetensors "
+                       f"path (default: {DEFAULT_MODEL})", metavar="NAME|PATH")
+    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+    preserve_color: str = param("none", "keep the photo's colours: 'luminance' keeps its "
+                                "colours and takes the stylised luminance",
+                                choices=("none", "luminance"))
+    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
+                           choices=("auto", "bf16", "fp32"))
+    runtime: str = param("torch", "run with PyTorch or with onnxruntime (ONNX export)",
+                         choices=("torch", "onnx"))
+
+
+def default_model() -> str:
+    models = installed_models()
+    if DEFAULT_MODEL in models:
+        return DEFAULT_MODEL
+    if not models:
+        raise RestyleError("no style network is installed; train one with `restyle train style "
+                           "STYLE.jpg ... --out runs/NAME --export models/NAME.safetensors`")
+    return next(iter(models))
+
+
+@register
+class Network(Method):
+    name = "network"
+    family = "model-optimization"
+    task = "transfer"
+    style_kind = "name"
+    summary = "trained style network (Johnson/Ulyanov; Dumoulin multi-style with blending)"
+    Params = NetworkParams
+
+    def run(self, inputs: Inputs, params: NetworkParams, callbacks=()) -> torch.Tensor:
+        if inputs.content is None:
+            raise RestyleError("the network method needs a content image")
+        net = get_stylenet(params.model or default_model())
+        names = inputs.style_names or []
+        if not names:
+            raise RestyleError(f"name the style(s) to use: one of {', '.join(net.styles)}")
+        weights = {}
+        for name, w in zip(names, inputs.style_weights):
+            weights[name] = weights.get(name, 0.0) + w
+        photo = imaging.to_tensor(imaging.resize(inputs.content,
+                                                 imaging.fit_size(*inputs.content.size,
+                                                                  params.size)))
+        if params.runtime == "onnx":
+            from ..nets.onnx_export import onnx_session
+            out = onnx_session(net).run(photo, net.mix_vector(weights))
+        else:
+            out = net.stylize(photo, weights, resolve_precision(params.precision))
+        if params.preserve_color == "luminance":
+            return imaging.combine_luminance(out, photo)
+        return out.clamp(0, 1)

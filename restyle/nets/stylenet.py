@@ -1,0 +1,272 @@
+"""Feed-forward style networks: one network, one or many styles (Johnson / Ulyanov / Dumoulin).
+
+:class:`StyleNet` is the image transformation network of Johnson et al. (2016) with
+the changes the field adopted after it:
+
+* instance normalisation instead of batch normalisation (Ulyanov et al. 2016);
+* upsampling by nearest-neighbour resize followed by a convolution instead of
+  transposed convolutions, which leave checkerboard artefacts (Odena et al. 2016);
+* reflection padding everywhere (no dark frame along the borders);
+* *conditional* instance normalisation (Dumoulin et al. 2017): every normalisation
+  layer has one (gamma, beta) pair per style, so one network holds many styles.
+  A style is chosen, or several blended, by a mixing vector ``w`` over the styles:
+  the layer uses ``gamma = sum_k w_k gamma_k`` and ``beta = sum_k w_k beta_k``.
+  A network with one style is the per-style network.
+
+Layout (``width`` = c): 9x9 conv c, 3x3/2 conv 2c, 3x3/2 conv 4c, ``blocks``
+residual blocks at 4c, two (2x resize, 3x3 conv) stages back to c, 9x9 conv to RGB,
+sigmoid. The defaults (c = 16, 5 blocks, 0.43 M parameters) are what this CPU runs
+at the rival's speed (TRAINING-NOTES: 0.12 s at 512 px in bfloat16).
+
+Weights are stored as float16 safetensors with their style names and training
+facts in the metadata; :func:`load_stylenet` reads them back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbone import _atomic_save_safetensors
+from ..errors import RestyleError
+
+FORMAT = "restyle.stylenet"
+FORMAT_VERSION = "1"
+
+
+class CondInstanceNorm(nn.Module):
+    """Instance normalisation with one learned (gamma, beta) per style, mixed by weights."""
+
+    def __init__(self, channels: int, n_styles: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(n_styles, channels))
+        self.beta = nn.Parameter(torch.zeros(n_styles, channels))
+
+    def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, C, H, W); ``mix`` (N, n_styles) weights (rows usually sum to 1)."""
+        xf = x.float()
+        var, mean = torch.var_mean(xf, dim=(2, 3), keepdim=True, correction=0)
+        gamma = mix.float() @ self.gamma  # (N, C)
+        beta = mix.float() @ self.beta
+        scale = gamma[:, :, None, None] * torch.rsqrt(var + self.eps)
+        shift = beta[:, :, None, None] - mean * scale
+        return (xf * scale + shift).to(x.dtype)
+
+
+class _Conv(nn.Module):
+    """Reflection-padded convolution (stride 1 or 2)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1):
+        super().__init__()
+        self.pad = k // 2
+        self.conv = nn.Conv2d(cin, cout, k, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+        return self.conv(x)
+
+
+class StyleNet(nn.Module):
+    """The transformation network; ``forward(image, mix)`` -> stylised image in (0, 1)."""
+
+    def __init__(self, styles: Sequence[str], width: int = 16, blocks: int = 5):
+        super().__init__()
+        if not styles:
+            raise RestyleError("a style network needs at least one style")
+        if len(set(styles)) != len(styles):
+            raise RestyleError(f"style names must be unique: {list(styles)}")
+        if not 4 <= width <= 256 or not 0 <= blocks <= 32:
+            raise RestyleError(f"unsupported style network shape width={width} blocks={blocks}")
+        self.styles = list(styles)
+        self.width, self.blocks = int(width), int(blocks)
+        self.metadata: dict[str, str] = {}
+        c, n = self.width, len(self.styles)
+        self.down = nn.ModuleList([_Conv(3, c, 9), _Conv(c, 2 * c, 3, 2), _Conv(2 * c, 4 * c, 3, 2)])
+        self.down_norm = nn.ModuleList([CondInstanceNorm(c, n), CondInstanceNorm(2 * c, n),
+                                        CondInstanceNorm(4 * c, n)])
+        self.res = nn.ModuleList(_Conv(4 * c, 4 * c, 3) for _ in range(2 * blocks))
+        self.res_norm = nn.ModuleList(CondInstanceNorm(4 * c, n) for _ in range(2 * blocks))
+        self.up = nn.ModuleList([_Conv(4 * c, 2 * c, 3), _Conv(2 * c, c, 3)])
+        self.up_norm = nn.ModuleList([CondInstanceNorm(2 * c, n), CondInstanceNorm(c, n)])
+        self.out = _Conv(c, 3, 9)
+        self.to(memory_format=torch.channels_last)
+
+    @property
+    def n_styles(self) -> int:
+        return len(self.styles)
+
+    def norms(self) -> list[CondInstanceNorm]:
+        return [*self.down_norm, *self.res_norm, *self.up_norm]
+
+    def mix_vector(self, weights: dict[str, float] | Sequence[float] | int | str,
+                   batch: int = 1) -> torch.Tensor:
+        """A (batch, n_styles) mixing matrix from a style index or name, a list of
+        per-style weights, or a {name: weight} dict; weights are normalised to sum to 1."""
+        w = torch.zeros(self.n_styles)
+        if isinstance(weights, (int, str)):
+            weights = {weights: 1.0}
+        if isinstance(weights, dict):
+            for key, value in weights.items():
+                w[self.style_index(key)] += float(value)
+        else:
+            if len(weights) != self.n_styles:
+                raise RestyleError(f"{len(weights)} weights for {self.n_styles} styles")
+            w = torch.tensor([float(v) for v in weights])
+        if (w < 0).any() or not torch.isfinite(w).all() or float(w.sum()) <= 0:
+            raise RestyleError("style weights must be non-negative with a positive sum")
+        return (w / w.sum()).expand(batch, -1).contiguous()
+
+    def style_index(self, key: int | str) -> int:
+        if isinstance(key, int):
+            if not 0 <= key < self.n_styles:
+                raise RestyleError(f"style index {key} out of range (0-{self.n_styles - 1})")
+            return key
+        if key in self.styles:
+            return self.styles.index(key)
+        raise RestyleError(f"this model has no style {key!r}; its styles: "
+                           f"{', '.join(self.styles)}")
+
+    def forward(self, image: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        if h < 4 or w < 4:
+            raise RestyleError(f"image of {h}x{w} is too small for the style network")
+        x = image
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        sizes = []
+        for conv, norm in zip(self.down, self.down_norm):
+            sizes.append(x.shape[-2:])
+            x = F.relu(norm(conv(x), mix))
+        for k in range(self.blocks):
+            y = F.relu(self.res_norm[2 * k](self.res[2 * k](x), mix))
+            x = x + self.res_norm[2 * k + 1](self.res[2 * k + 1](y), mix)
+        for i, (conv, norm) in enumerate(zip(self.up, self.up_norm)):
+            x = F.interpolate(x, size=tuple(sizes[2 - i]), mode="nearest")
+            x = F.relu(norm(conv(x), mix))
+        return torch.sigmoid(self.out(x).float())
+
+    @torch.no_grad()
+    def stylize(self, image: torch.Tensor, weights, bf16: bool = False) -> torch.Tensor:
+        """Inference on (N, 3, H, W) RGB in [0, 1]: float32 output in [0, 1]."""
+        mix = self.mix_vector(weights, image.shape[0]).to(image.device)
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self(image, mix).float()
+
+    # ------------------------------------------------------------------------- files
+
+    def save(self, path: str | Path, **metadata: Any) -> Path:
+        """Float16 weights plus metadata (styles, shape, and what ``metadata`` adds)."""
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            raise RestyleError(f"style network files end in .safetensors, not {path.name}")
+        if not path.parent.is_dir():
+            raise RestyleError(f"cannot write {path}: folder {path.parent} does not exist")
+        tensors = {k: v.detach().to("cpu", torch.float16).contiguous()
+                   for k, v in self.state_dict().items()}
+        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+        meta.update(format=FORMAT, format_version=FORMAT_VERSION, styles=json.dumps(self.styles),
+                    width=str(self.width), blocks=str(self.blocks))
+        _atomic_save_safetensors(tensors, path, meta)
+        return path
+
+
+def read_stylenet_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a style network file, without loading its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise RestyleError(f"style network not found: {path}")
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as e:
+        raise RestyleError(f"{path} is not a readable safetensors file "
+                           f"(corrupt or another format: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise RestyleError(f"{path} is a safetensors file but not a restyle style network")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RestyleError(f"{path} has style network format {meta.get('format_version')}, "
+                           f"this restyle reads {FORMAT_VERSION}; update restyle")
+    return meta
+
+
+def load_stylenet(path: str | Path) -> StyleNet:
+    """A network saved by :meth:`StyleNet.save`: float32, eval mode, frozen."""
+    meta = read_stylenet_metadata(path)
+    try:
+        net = StyleNet(json.loads(meta["styles"]), int(meta["width"]), int(meta["blocks"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise RestyleError(f"{path}: damaged style network metadata ({e})") from None
+    from safetensors.torch import load_file
+    try:
+        net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
+    except RuntimeError as e:
+        raise RestyleError(f"{path}: the weights do not fit the network its metadata "
+                           f"describes ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise RestyleError(f"{path} is damaged ({e})") from None
+    net.metadata = meta
+    net.requires_grad_(False)
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------- installed models
+
+def models_dir() -> Path:
+    """``$RESTYLE_MODELS``, else the repository's ``models/`` folder."""
+    from .decoder import MODELS_ENV
+    env = os.environ.get(MODELS_ENV)
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "models"
+
+
+def installed_models(folder: str | Path | None = None) -> dict[str, Path]:
+    """Style networks in the models folder, by name (the file name without .safetensors)."""
+    folder = Path(folder) if folder else models_dir()
+    found = {}
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.safetensors")):
+            try:
+                read_stylenet_metadata(p)
+            except RestyleError:
+                continue
+            found[p.stem] = p
+    return found
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A model name from :func:`installed_models`, or a path to a style network file."""
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".safetensors" or os.sep in name_or_path:
+        if not p.is_file():
+            raise RestyleError(f"style network not found: {p}")
+        return p
+    models = installed_models()
+    if name_or_path not in models:
+        have = ", ".join(models) or "none installed"
+        raise RestyleError(f"no style network named {name_or_path!r} (installed: {have}); "
+                           f"train one with `restyle train style`")
+    return models[name_or_path]
+
+
+_LOADED: dict[str, tuple[tuple[int, int], StyleNet]] = {}
+
+
+def get_stylenet(name_or_path: str) -> StyleNet:
+    """:func:`load_stylenet` once per process (reloaded when the file changes)."""
+    p = resolve_model(name_or_path)
+    st = p.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    key = str(p.resolve())
+    hit = _LOADED.get(key)
+    if hit is None or hit[0] != stamp:
+        net = load_stylenet(p).to(memory_format=torch.channels_last)
+        _LOADED[key] = (stamp, net)
+    return _LOADED[key][1]

@@ -1,0 +1,340 @@
+"""Training a :class:`~restyle.nets.stylenet.StyleNet`: perceptual loss, resumable, time-boxed.
+
+Each step draws a batch of random crops of the training photos and gives each
+crop a style (the styles in turn, so every style gets the same share). The
+network's output is compared, through the frozen embedded VGG16, with
+
+* the photo's features at ``content_layer`` (relative MSE: Johnson et al.'s
+  feature reconstruction loss), and
+* the style's Gram matrices at ``style_layers`` (relative MSE of the Grams:
+  Gatys et al.'s style loss), the style image resized to ``style_size``;
+
+    loss = (1 - s) * content + 100 * s / (1 - s) * mean_l style_l + tv_weight * TV
+
+with ``s = strength``, the same balance as the Gatys method's ``--strength``.
+
+With one style this trains a per-style network (Johnson / Ulyanov); with several,
+Dumoulin et al.'s conditional-instance-norm network. ``add_to`` adds new styles to
+a trained network by training only their own (gamma, beta) rows, everything else
+frozen (Dumoulin et al., sec. 4).
+
+Checkpoints, log and time budget work as for decoders (:mod:`.training`): the same
+command resumes the run bit for bit. Every ``eval_every`` steps, held-out photos are
+stylised in every style: the mean content and style losses are logged and a preview
+sheet (``preview.png``, rows photos, columns styles) is written to the run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .. import __version__, imaging
+from ..backbone import get_vgg
+from ..errors import RestyleError
+from ..losses import gram_matrix, relative_mse, total_variation
+from ..optimize import resolve_precision
+from ..params import make, param
+from .stylenet import StyleNet, load_stylenet
+from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, check_run_args,
+                       data_root, image_files, load_checkpoint, load_uint8, make_run_dir,
+                       plan_total, resolve_device, run_lock, training_loop, warmup_cosine)
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.jsonl"
+#: Style weight that ``strength=0.5`` stands for (as in the Gatys method).
+STYLE_BALANCE = 100.0
+
+
+@dataclass
+class StyleTraining:
+    """The settings that define a style network training run (a resumed run keeps them)."""
+
+    width: int = param(16, "channels of the first layer (2x and 4x deeper in)", min=4, max=256)
+    blocks: int = param(5, "residual blocks", min=0, max=32)
+    batch: int = param(4, "crops per step", min=1, max=512)
+    crop: int = param(192, "crop size in pixels", min=32, max=2048)
+    style_size: int = param(512, "long side of the style images when their Grams are taken "
+                            "(the strokes' size at inference)", min=32, max=4096)
+    lr: float = param(1e-3, "peak Adam learning rate", min=1e-7, max=1.0)
+    warmup: int = param(100, "linear learning-rate warmup steps", min=0)
+    strength: float = param(0.5, "style strength (as Gatys --strength)", min=0.01, max=0.99)
+    content_layer: str = param("relu3_3", "VGG16 layer of the content loss")
+    style_layers: str = param("relu1_2,relu2_2,relu3_3,relu4_3", "VGG16 layers of the style loss")
+    tv_weight: float = param(0.0, "total-variation weight (squared differences, [0, 1] units)",
+                             min=0.0)
+    seed: int = param(0, "random seed: initial weights, crops", min=0)
+
+
+def _split(layers: str) -> list[str]:
+    names = [x.strip() for x in layers.split(",") if x.strip()]
+    if not names:
+        raise RestyleError("no style layers given")
+    return names
+
+
+class StyleRun:
+    """One style network training run in a folder (see :func:`train_style`)."""
+
+    def __init__(self, cfg: StyleTraining, out: Path, state: dict | None, total: int | None,
+                 style_files: list[Path], names: list[str], content_dir: Path, holdout: int,
+                 eval_size: int, precision: str, device: str, add_to: Path | None):
+        self.cfg, self.out, self.total = cfg, out, total
+        self.dev = resolve_device(device)
+        self.bf16 = resolve_precision(precision, self.dev)
+        self.style_layers = _split(cfg.style_layers)
+        self.layers = sorted(set(self.style_layers) | {cfg.content_layer})
+        self.vgg = get_vgg().to(self.dev)
+        self.vgg.check_layers(self.layers)
+
+        files = image_files(content_dir, "training photo")
+        if len(files) <= holdout:
+            raise RestyleError(f"need more than {holdout} training photos, found {len(files)}")
+        held = sorted({round(i * len(files) / holdout) for i in range(holdout)})
+        photos = [load_uint8(p, "training photo") for p in files]
+        self.train_set = RandomCrops([im for i, im in enumerate(photos) if i not in held], cfg.crop)
+        self.eval_batch = torch.stack([center_square(photos[i], eval_size) for i in held])
+        self.data_note = f"{len(photos) - len(held)} photos from {content_dir.name}/"
+
+        # the network: fresh, resumed, or an existing one grown by new styles
+        base: StyleNet | None = load_stylenet(add_to) if add_to is not None else None
+        if base is not None and set(base.styles) & set(names):
+            raise RestyleError(f"{add_to} already has the styles "
+                               f"{sorted(set(base.styles) & set(names))}")
+        all_names = (base.styles if base else []) + names
+        self.first_trained = len(base.styles) if base else 0
+        self.net = StyleNet(all_names, cfg.width, cfg.blocks)
+        if base is not None:
+            self._grow_from(base)
+        elif state is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.seed)
+                self.net = StyleNet(all_names, cfg.width, cfg.blocks)
+        if state is not None:
+            if state["styles"] != all_names:
+                raise RestyleError(f"{out} trains the styles {state['styles']}, not {all_names}")
+            self.net.load_state_dict(state["model"])
+        self.net.to(self.dev, memory_format=torch.channels_last).train()
+        params = self._trainable()
+        self.opt = torch.optim.Adam(params, lr=cfg.lr)
+
+        # style targets: Gram matrices of each style at style_size
+        self.style_files = style_files
+        self.grams: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            per_style = []
+            for f in style_files:
+                img = imaging.load_image(f, "style image")
+                img = imaging.resize(img, imaging.fit_size(*img.size, cfg.style_size))
+                feats = self.encode(imaging.to_tensor(img).to(self.dev), self.style_layers)
+                per_style.append({n: gram_matrix(feats[n]).float()[0] for n in self.style_layers})
+            for n in self.style_layers:
+                self.grams[n] = torch.stack([g[n] for g in per_style])  # (n_new, C, C)
+
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step_no, self.train_seconds, self.last_eval = 0, 0.0, None
+        if state is not None:
+            self.opt.load_state_dict(state["optimizer"])
+            self.gen.set_state(state["rng"])
+            self.step_no = state["step"]
+            self.train_seconds = state["train_seconds"]
+            self.last_eval = state["last_eval"]
+        self.log = JsonlLog(out / LOG, truncate_to=state["log_bytes"] if state else None)
+        if state is None:
+            self.log.write({"start": True, "config": asdict(cfg), "total_steps": total,
+                            "styles": all_names, "trained_styles": names,
+                            "style_files": [str(f) for f in style_files],
+                            "add_to": str(add_to) if add_to else None,
+                            "params": sum(p.numel() for p in self.net.parameters()),
+                            "held_out": [files[i].name for i in held], "bf16": self.bf16,
+                            "device": str(self.dev), "restyle": __version__})
+
+    def _grow_from(self, base: StyleNet) -> None:
+        """Copy ``base`` into the bigger network; new styles start at the mean of the old."""
+        state = self.net.state_dict()
+        for k, v in base.state_dict().items():
+            if k.endswith((".gamma", ".beta")):
+                n = v.shape[0]
+                state[k][:n] = v
+                state[k][n:] = v.mean(0, keepdim=True)
+            else:
+                state[k] = v
+        self.net.load_state_dict(state)
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        """All parameters, or (growing a network) only the new styles' gamma/beta rows."""
+        if self.first_trained == 0:
+            return list(self.net.parameters())
+        first = self.first_trained
+        params = []
+        for name, p in self.net.named_parameters():
+            if name.endswith((".gamma", ".beta")):
+                p.register_hook(lambda g, first=first: torch.cat([torch.zeros_like(g[:first]),
+                                                                  g[first:]]))
+                params.append(p)
+            else:
+                p.requires_grad_(False)
+        return params
+
+    @property
+    def trained_styles(self) -> list[str]:
+        return self.net.styles[self.first_trained:]
+
+    @property
+    def weights_file(self) -> Path:
+        return self.out / "stylenet.safetensors"
+
+    @staticmethod
+    def describe_step(r: dict) -> str:
+        return (f"loss {r['loss']:.4f} (content {r['content']:.3f}, style {r['style']:.4f}"
+                + (f", tv {r['tv']:.5f}" if "tv" in r else "") + ")")
+
+    @staticmethod
+    def describe_eval(e: dict) -> str:
+        return (f"step {e['step']}: held-out content {e['content']:.3f}, style {e['style']:.4f} "
+                f"(per style: {', '.join(f'{v:.3f}' for v in e['style_each'])})")
+
+    def encode(self, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.vgg(images, list(layers))
+
+    def weights(self) -> tuple[float, float]:
+        s = self.cfg.strength
+        return 1.0 - s, STYLE_BALANCE * s / (1.0 - s)
+
+    def losses(self, y: torch.Tensor, x: torch.Tensor, which: torch.Tensor) -> dict:
+        """Content and style losses of outputs ``y`` for photos ``x`` in styles ``which``
+        (indices among the trained styles)."""
+        with torch.no_grad():
+            target = self.encode(x, [self.cfg.content_layer])[self.cfg.content_layer]
+        feats = self.encode(y, self.layers)
+        content = relative_mse(feats[self.cfg.content_layer], target)
+        style = sum(relative_mse(gram_matrix(feats[n]), self.grams[n][which])
+                    for n in self.style_layers) / len(self.style_layers)
+        return {"content": content, "style": style}
+
+    def step(self) -> dict[str, float]:
+        cfg = self.cfg
+        for group in self.opt.param_groups:
+            group["lr"] = warmup_cosine(self.step_no, self.total, cfg.lr, cfg.warmup)
+        x = self.train_set.sample(cfg.batch, self.gen).to(self.dev)
+        n_new = len(self.trained_styles)
+        which = (torch.arange(cfg.batch) + self.step_no * cfg.batch) % n_new  # styles in turn
+        mix = torch.nn.functional.one_hot(which + self.first_trained, self.net.n_styles).float()
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            y = self.net(x, mix.to(self.dev))
+        parts = self.losses(y, x, which.to(self.dev))
+        cw, sw = self.weights()
+        loss = cw * parts["content"] + sw * parts["style"]
+        if cfg.tv_weight:
+            parts["tv"] = total_variation(y)
+            loss = loss + cfg.tv_weight * parts["tv"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {float(loss)} at step "
+                                     f"{self.step_no + 1}; lower --lr (the last checkpoint in "
+                                     f"{self.out} is kept)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step_no += 1
+        parts["loss"] = loss
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Held-out photos in every trained style: mean losses, and the preview sheet."""
+        self.net.eval()
+        x = self.eval_batch.to(self.dev)
+        rows, content, style_each = [], [], []
+        for k, name in enumerate(self.trained_styles):
+            with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+                y = self.net(x, self.net.mix_vector(name, len(x)).to(self.dev)).float()
+            parts = self.losses(y, x, torch.full((len(x),), k, device=self.dev))
+            content.append(float(parts["content"]))
+            style_each.append(round(float(parts["style"]), 5))
+            rows.append(y.cpu())
+        self.net.train()
+        sheet = torch.cat([torch.cat([self.eval_batch[i] for i in range(len(x))], 1)]
+                          + [torch.cat([r[i] for i in range(len(x))], 1) for r in rows], 2)
+        imaging.save_image(sheet.unsqueeze(0), self.out / "preview.png", overwrite=True)
+        self.last_eval = {"step": self.step_no, "content": round(sum(content) / len(content), 5),
+                          "style": round(sum(style_each) / len(style_each), 5),
+                          "style_each": style_each}
+        self.log.write({"step": self.step_no, "eval": self.last_eval})
+        return self.last_eval
+
+    def save_weights(self, path: Path) -> Path:
+        return self.net.save(path, steps=self.step_no, total_steps=self.total,
+                             train_seconds=round(self.train_seconds), config=asdict(self.cfg),
+                             style_files=[f.name for f in self.style_files],
+                             trained_styles=self.trained_styles, last_eval=self.last_eval,
+                             train_data=self.data_note, loss_network=self.vgg.source,
+                             restyle=__version__)
+
+    def checkpoint(self) -> None:
+        atomic_torch_save({"step": self.step_no, "total_steps": self.total,
+                           "config": asdict(self.cfg), "styles": self.net.styles,
+                           "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                           "rng": self.gen.get_state(), "train_seconds": self.train_seconds,
+                           "log_bytes": self.log.size(), "last_eval": self.last_eval,
+                           "restyle": __version__}, self.out / CHECKPOINT)
+        self.save_weights(self.weights_file)
+
+
+def style_name(path: Path) -> str:
+    """A style's name: its file name without the extension."""
+    return path.stem
+
+
+def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: float | None = None,
+                steps: int | None = None, resume: bool = True, *,
+                names: Sequence[str] | None = None, add_to: str | Path | None = None,
+                data_dir: str | Path | None = None, export: str | Path | None = None,
+                checkpoint_minutes: float = 5.0, eval_every: int = 250, eval_size: int = 256,
+                holdout: int = 3, log_every: int = 10, precision: str = "auto",
+                device: str = "auto", stop_at_step: int | None = None,
+                echo: Callable[[str], None] | None = print, **settings) -> dict:
+    """Train (or resume) a style network for the style images ``styles``; a summary dict.
+
+    One style gives a per-style network, several a conditional-instance-norm network
+    (the style names are the file names, or ``names``). ``add_to`` (a trained network
+    file) adds the styles to it, training only their normalisation parameters.
+    ``steps``, ``minutes``, ``resume``, ``export``, ``stop_at_step`` work as in
+    :func:`~restyle.nets.train_decoder.train_decoder`; other ``settings``: see
+    :class:`StyleTraining`.
+    """
+    if add_to:  # a grown network keeps the shape of the one it grows from
+        from .stylenet import read_stylenet_metadata
+        meta = read_stylenet_metadata(add_to)
+        settings.update(width=int(meta["width"]), blocks=int(meta["blocks"]))
+    cfg = make(StyleTraining, **settings)
+    say = echo or (lambda _msg: None)
+    export_path = check_run_args(steps, minutes, precision, export)
+    if not styles:
+        raise RestyleError("give at least one style image")
+    style_files = [Path(s) for s in styles]
+    for f in style_files:
+        imaging.load_image(f, "style image")  # a clear error for a missing or broken file
+    names = list(names) if names else [style_name(f) for f in style_files]
+    if len(names) != len(style_files):
+        raise RestyleError(f"{len(names)} names for {len(style_files)} styles")
+    if len(set(names)) != len(names):
+        raise RestyleError(f"style names must be unique, got {names}")
+    add_path = Path(add_to) if add_to else None
+    content_dir = Path(data_dir) if data_dir else data_root() / "train" / "content"
+    out = make_run_dir(out_dir)
+    with run_lock(out):
+        state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() \
+            else None
+        total = plan_total(state, asdict(cfg), out, steps, minutes, say)
+        run = StyleRun(cfg, out, state, total, style_files, names, content_dir, holdout,
+                       eval_size, precision, device, add_path)
+        say(f"{'resuming' if state else 'starting'} style network ({', '.join(names)}) in {out} "
+            f"at step {run.step_no}{f' of {total}' if total else ''} "
+            f"({sum(p.numel() for p in run.net.parameters()) / 1e6:.2f} M params, "
+            f"{'bf16' if run.bf16 else 'fp32'}, {run.dev})")
+        return training_loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every,
+                             log_every, export_path, say)

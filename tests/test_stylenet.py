@@ -1,0 +1,200 @@
+"""Style networks: shapes, conditional instance norm and blending, files, training, the
+network method (API, CLI), `restyle models` and ONNX export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from restyle.cli import main
+from restyle.errors import RestyleError
+from restyle.nets.stylenet import CondInstanceNorm, StyleNet, load_stylenet
+from restyle.nets.training import read_log
+
+
+def random_net(styles=("a", "b"), width=8, blocks=1, seed=0) -> StyleNet:
+    """A network with random (not identity) normalisation parameters, so styles differ."""
+    torch.manual_seed(seed)
+    net = StyleNet(list(styles), width, blocks)
+    for norm in net.norms():
+        norm.gamma.data.uniform_(0.5, 1.5)
+        norm.beta.data.normal_(0, 0.5)
+    return net.eval()
+
+
+def test_shapes_any_size_and_output_range():
+    net = random_net()
+    for h, w in [(32, 32), (37, 53), (64, 17)]:
+        y = net.stylize(torch.rand(2, 3, h, w), "a")
+        assert y.shape == (2, 3, h, w)
+        assert 0 <= float(y.min()) and float(y.max()) <= 1
+    assert sum(p.numel() for p in StyleNet(["x"]).parameters()) == pytest.approx(425e3, rel=0.01)
+    with pytest.raises(RestyleError, match="too small"):
+        net(torch.rand(1, 3, 3, 40), net.mix_vector(0))
+
+
+def test_conditional_instance_norm_normalises_then_applies_the_style():
+    norm = CondInstanceNorm(4, 2)
+    norm.gamma.data = torch.tensor([[1.0, 2, 3, 4], [0.5, 0.5, 0.5, 0.5]])
+    norm.beta.data = torch.tensor([[0.0, 1, 2, 3], [-1.0, -1, -1, -1]])
+    x = torch.randn(3, 4, 9, 11) * 5 + 7
+    y = norm(x, torch.tensor([[1.0, 0], [1.0, 0], [0, 1.0]]))
+    mean, std = y.mean((2, 3)), y.std((2, 3), unbiased=False)
+    assert torch.allclose(mean[0], norm.beta.data[0], atol=1e-4)
+    assert torch.allclose(std[0], norm.gamma.data[0], atol=1e-3)
+    assert torch.allclose(mean[2], norm.beta.data[1], atol=1e-4)
+    assert torch.allclose(std[2], norm.gamma.data[1], atol=1e-3)
+
+
+def test_blending_mixes_the_style_parameters():
+    net = random_net()
+    x = torch.rand(1, 3, 40, 40)
+    blended = net.stylize(x, {"a": 0.3, "b": 0.7})
+    # the same as a one-style network whose parameters are the 0.3/0.7 mix
+    single = StyleNet(["mix"], 8, 1).eval()
+    state = net.state_dict()
+    single.load_state_dict({k: (0.3 * v[0] + 0.7 * v[1])[None] if k.endswith(("gamma", "beta"))
+                            else v for k, v in state.items()})
+    assert torch.allclose(blended, single.stylize(x, 0), atol=1e-5)
+    a, b = net.stylize(x, "a"), net.stylize(x, "b")
+    assert float((a - b).abs().mean()) > 0.01  # the styles differ
+    assert torch.allclose(net.stylize(x, [2, 0]), a) and torch.allclose(net.stylize(x, {"b": 5}), b)
+    assert torch.allclose(net.mix_vector({"a": 1, "b": 3}), torch.tensor([[0.25, 0.75]]))
+    for bad, msg in [({"c": 1}, "no style 'c'"), ([1, -1], "non-negative"), ([0, 0], "positive"),
+                     ([1], "1 weights for 2")]:
+        with pytest.raises(RestyleError, match=msg):
+            net.mix_vector(bad)
+
+
+def test_save_and_load_roundtrip_and_bad_files(tmp_path):
+    net = random_net()
+    path = net.save(tmp_path / "m.safetensors", steps=12)
+    loaded = load_stylenet(path)
+    assert loaded.styles == ["a", "b"] and loaded.metadata["steps"] == "12"
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(loaded.stylize(x, "b"), net.stylize(x, "b"), atol=5e-3)  # float16
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(RestyleError, match="not a readable safetensors"):
+        load_stylenet(tmp_path / "bad.safetensors")
+    with pytest.raises(RestyleError, match="not found"):
+        load_stylenet(tmp_path / "missing.safetensors")
+    from restyle.nets.decoder import Decoder
+    Decoder("relu1_1").save(tmp_path / "dec.safetensors")
+    with pytest.raises(RestyleError, match="not a restyle style network"):
+        load_stylenet(tmp_path / "dec.safetensors")
+
+
+# ----------------------------------------------------------------------------- training
+
+TINY = dict(width=8, blocks=1, batch=2, crop=48, style_size=64, holdout=1, eval_size=48,
+            echo=None, log_every=1)
+
+
+def test_training_lowers_the_style_loss_and_resumes_exactly(photo_dir, style_dir, tmp_path):
+    from restyle.nets.train_style import train_style
+    styles = sorted(style_dir.iterdir())
+    kw = dict(steps=60, lr=5e-3, warmup=0, data_dir=photo_dir, eval_every=60, **TINY)
+    summary = train_style(styles, tmp_path / "a", **kw)
+    assert summary["finished"]
+    evals = [r["eval"] for r in read_log(tmp_path / "a" / "log.jsonl") if "eval" in r]
+    assert [e["step"] for e in evals] == [0, 60]
+    assert evals[-1]["style"] < 0.7 * evals[0]["style"]  # on a held-out photo
+    for before, after in zip(evals[0]["style_each"], evals[-1]["style_each"]):
+        assert after < 0.9 * before  # every style learnt
+    assert (tmp_path / "a" / "preview.png").exists()
+    net = load_stylenet(tmp_path / "a" / "stylenet.safetensors")
+    assert net.styles == ["bands", "stripes"] and net.metadata["steps"] == "60"
+
+    # resume: 3 steps + 3 steps == 6 steps straight
+    kw6 = dict(kw, steps=6, eval_every=100)
+    train_style(styles, tmp_path / "b", stop_at_step=3, **kw6)
+    with pytest.raises(RestyleError, match="width=8"):
+        train_style(styles, tmp_path / "b", **{**kw6, "width": 12})
+    train_style(styles, tmp_path / "b", **kw6)
+    train_style(styles, tmp_path / "c", **kw6)
+    loss_b = [r["loss"] for r in read_log(tmp_path / "b" / "log.jsonl") if "loss" in r]
+    loss_c = [r["loss"] for r in read_log(tmp_path / "c" / "log.jsonl") if "loss" in r]
+    assert len(loss_b) == 6 and loss_b == pytest.approx(loss_c, rel=1e-5)
+
+
+def test_adding_a_style_trains_only_its_own_parameters(photo_dir, style_dir, tmp_path):
+    from restyle.nets.train_style import train_style
+    base = random_net(("bands",), width=8, blocks=1)
+    base_path = base.save(tmp_path / "base.safetensors")
+    train_style([style_dir / "stripes.png"], tmp_path / "grow", steps=5, add_to=base_path,
+                data_dir=photo_dir, eval_every=100, lr=1e-2, warmup=0, **TINY)
+    grown = load_stylenet(tmp_path / "grow" / "stylenet.safetensors")
+    assert grown.styles == ["bands", "stripes"]
+    old = load_stylenet(base_path).state_dict()
+    changed_new_rows = False
+    for k, v in grown.state_dict().items():
+        if k.endswith(("gamma", "beta")):
+            assert torch.equal(v[:1], old[k])  # the old style is untouched
+            changed_new_rows |= not torch.allclose(v[1], old[k][0], atol=1e-3)
+        else:
+            assert torch.equal(v, old[k])  # shared weights frozen
+    assert changed_new_rows
+    with pytest.raises(RestyleError, match="already has the styles"):
+        train_style([style_dir / "bands.png"], tmp_path / "again", steps=5, add_to=base_path,
+                    data_dir=photo_dir, **TINY)
+
+
+# ----------------------------------------------------------------------------- using a model
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    random_net(("starry", "udnie"), width=8, blocks=1).save(folder / "tiny.safetensors")
+    monkeypatch.setenv("RESTYLE_MODELS", str(folder))
+    return folder
+
+
+def test_network_method_api(models, photo):
+    from restyle import transfer
+    a = np.asarray(transfer(photo, "starry", method="network", model="tiny", size=64), float)
+    b = np.asarray(transfer(photo, "udnie", method="network", model="tiny", size=64), float)
+    mix = np.asarray(transfer(photo, ["starry:1", "udnie:1"], method="network", model="tiny",
+                              size=64), float)
+    assert a.shape == (64, 64, 3) and np.abs(a - b).mean() > 2
+    assert np.abs(mix - a).mean() > 1 and np.abs(mix - b).mean() > 1
+    kept = np.asarray(transfer(photo, "starry", method="network", model="tiny", size=64,
+                               preserve_color="luminance"), float)
+    original = np.asarray(Image.open(photo).convert("RGB").resize((64, 64)), float)
+    # colour kept: the chroma (R-G, B-G) is the photo's, not the network's
+    assert np.abs((kept[..., 0] - kept[..., 1]) - (original[..., 0] - original[..., 1])).mean() < \
+        np.abs((a[..., 0] - a[..., 1]) - (original[..., 0] - original[..., 1])).mean()
+    with pytest.raises(RestyleError, match="no style 'monet'.*starry, udnie"):
+        transfer(photo, "monet", method="network", model="tiny", size=64)
+    with pytest.raises(RestyleError, match="no style network named 'nope'"):
+        transfer(photo, "starry", method="network", model="nope", size=64)
+
+
+def test_models_and_transfer_cli(models, photo, tmp_path, capsys):
+    assert main(["models"]) == 0
+    assert "tiny" in capsys.readouterr().out and "starry, udnie"
+    out = tmp_path / "out.png"
+    assert main(["transfer", str(photo), "--model", "tiny", "--style", "starry:0.3",
+                 "--style", "udnie:0.7", "--size", "64", "-o", str(out), "-q"]) == 0
+    assert Image.open(out).size == (64, 64)
+    assert main(["transfer", str(photo), "--model", "tiny", "--style", "vangogh", "--size", "64",
+                 "-o", str(tmp_path / "x.png"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no style 'vangogh'" in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_onnx_export_matches_pytorch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from restyle.nets.onnx_export import OnnxStyleNet, check_onnx, export_onnx
+    net = random_net(("a", "b", "c"))
+    path = export_onnx(net, tmp_path / "net.onnx")
+    assert check_onnx(net, path) < 1e-4
+    x = torch.rand(2, 3, 50, 70)
+    mix = net.mix_vector({"a": 0.2, "c": 0.8}, 2)
+    assert torch.allclose(OnnxStyleNet(path).run(x, mix), net(x, mix), atol=1e-4)
+    with pytest.raises(RestyleError, match=".onnx"):
+        export_onnx(net, tmp_path / "net.bin")
