@@ -44,7 +44,8 @@ def _pair(content: torch.Tensor, style: torch.Tensor) -> None:
 
 
 def adain(content_feat: torch.Tensor, style_feat: torch.Tensor | None = None, eps: float = 1e-5,
-          *, style_mean: torch.Tensor | None = None, style_std: torch.Tensor | None = None
+          *, style_mean: torch.Tensor | None = None, style_std: torch.Tensor | None = None,
+          content_mean: torch.Tensor | None = None, content_std: torch.Tensor | None = None
           ) -> torch.Tensor:
     """Adaptive instance normalisation (Huang & Belongie 2017, eq. 8).
 
@@ -55,7 +56,9 @@ def adain(content_feat: torch.Tensor, style_feat: torch.Tensor | None = None, ep
     content features is shifted and scaled to the style's mean and standard
     deviation, keeping its spatial layout. Give either ``style_feat`` or the
     style statistics directly (``style_mean`` and ``style_std``, broadcastable to
-    ``(N, C, 1, 1)``, e.g. an average over several style images).
+    ``(N, C, 1, 1)``, e.g. an average over several style images). ``content_mean`` and
+    ``content_std`` replace the content statistics, e.g. by those of the whole image
+    when ``content_feat`` is one tile of it (:mod:`restyle.tiling`).
     """
     if style_feat is not None:
         if style_mean is not None or style_std is not None:
@@ -64,7 +67,10 @@ def adain(content_feat: torch.Tensor, style_feat: torch.Tensor | None = None, ep
         style_mean, style_std = channel_stats(style_feat, eps)
     elif style_mean is None or style_std is None:
         raise ValueError("adain needs style_feat, or both style_mean and style_std")
-    mean, std = channel_stats(content_feat, eps)
+    if content_mean is None or content_std is None:
+        mean, std = channel_stats(content_feat, eps)
+    else:
+        mean, std = content_mean.float(), content_std.float()
     out = (content_feat.float() - mean) / std * style_std.float() + style_mean.float()
     return out.to(content_feat.dtype)
 
@@ -76,7 +82,9 @@ def _sym_power(cov: torch.Tensor, power: float, eps: float) -> torch.Tensor:
     return (vecs * vals) @ vecs.T
 
 
-def wct(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def wct(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = 1e-5, *,
+        content_mean: torch.Tensor | None = None, content_cov: torch.Tensor | None = None
+        ) -> torch.Tensor:
     """Whitening and colouring transform (Li et al. 2017, "Universal style transfer").
 
     Per image, with features flattened to ``f`` of shape (C, HW) and centred
@@ -91,7 +99,9 @@ def wct(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = 1e-5)
     per-channel variances AdaIN matches) while keeping the content's spatial
     arrangement. ``eps`` regularises the covariances (and floors the eigenvalues,
     as Li et al. drop the near-zero ones). Computed in float64; blend with the
-    content features by :func:`blend` for a style strength below 1.
+    content features by :func:`blend` for a style strength below 1. ``content_mean``
+    (C,) and ``content_cov`` (C, C) replace the content statistics, e.g. by those of the
+    whole image when ``content_feat`` is one tile of it (:mod:`restyle.tiling`).
     """
     _pair(content_feat, style_feat)
     n, c, h, w = content_feat.shape
@@ -108,8 +118,12 @@ def wct(content_feat: torch.Tensor, style_feat: torch.Tensor, eps: float = 1e-5)
             colour_cache[j] = (_sym_power(cov_s, 0.5, eps), ms)
         colour, ms = colour_cache[j]
         fc = content_feat[i].reshape(c, -1).double()
-        fc = fc - fc.mean(1, keepdim=True)
-        cov_c = fc @ fc.T / fc.shape[1] + eps * eye
+        if content_mean is None or content_cov is None:
+            fc = fc - fc.mean(1, keepdim=True)
+            cov_c = fc @ fc.T / fc.shape[1] + eps * eye
+        else:
+            fc = fc - content_mean.double().reshape(c, 1)
+            cov_c = content_cov.double() + eps * eye
         whitened = _sym_power(cov_c, -0.5, eps) @ fc
         out[i] = colour @ whitened + ms
     return out.reshape(n, c, h, w).to(content_feat.dtype)

@@ -28,9 +28,9 @@ from ..backbone import get_vgg
 from ..nets.decoder import get_decoder
 from ..optimize import resolve_precision
 from ..params import param
-from ..transforms import adain, blend, channel_stats
+from ..transforms import adain, channel_stats
 from . import Inputs, Method, register
-from .one_pass import OnePassParams, decode, encode, prepare
+from .one_pass import OnePassParams, auto_tile, encode, prepare, stylize_level
 
 LEVEL = "relu4_1"
 
@@ -54,10 +54,20 @@ class AdaIN(Method):
         prep = prepare(inputs, params, self.name)
         bf16 = resolve_precision(params.precision)
         vgg = get_vgg()
-        fc = encode(vgg, prep.content, [LEVEL], bf16)[LEVEL]
-        mean = std = 0.0
-        for style, w in zip(prep.styles, prep.weights):
-            m, s = channel_stats(encode(vgg, style, [LEVEL], bf16)[LEVEL])
-            mean, std = mean + w * m, std + w * s
-        t = blend(fc, adain(fc, style_mean=mean, style_std=std), params.alpha)
-        return prep.finish(decode(dec, t, prep.size, bf16))
+        style_stats = [channel_stats(encode(vgg, s, [LEVEL], bf16)[LEVEL]) for s in prep.styles]
+        if prep.masks is None:  # one transform with the mixed statistics (module docstring)
+            mean = sum(w * m for w, (m, _) in zip(prep.weights, style_stats))
+            std = sum(w * s for w, (_, s) in zip(prep.weights, style_stats))
+            style_stats, weights = [(mean, std)], [1.0]
+        else:
+            weights = prep.weights
+
+        def transform(sm, ss):
+            return lambda fc, st: adain(fc, style_mean=sm, style_std=ss,
+                                        content_mean=st.mean().float().view(1, -1, 1, 1),
+                                        content_std=st.std().float().view(1, -1, 1, 1))
+
+        out = stylize_level(vgg, dec, prep.content, LEVEL,
+                            [transform(m, s) for m, s in style_stats], weights, prep.masks,
+                            params.alpha, bf16, auto_tile(params, prep.size))
+        return prep.finish(out)

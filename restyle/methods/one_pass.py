@@ -10,19 +10,39 @@ the content's features by ``alpha`` and decodes with a trained
 Several styles are interpolated in feature space, as Huang & Belongie (2017, sec. 7.2)
 and Li et al. (2017) do: ``t = sum_k w_k T(f_c, f_s_k)`` with the weights normalised
 to sum to 1 (styles of weight 0 are skipped).
+
+Spatial control: with ``masks`` (one image per style, white = that style) the weights
+become maps, ``t = sum_k m_k T_k(f_c) + (1 - sum_k m_k) f_c``, each map averaged down
+to the layer's resolution (soft edges stay soft), and each region's transform uses
+the content statistics of that region (Huang & Belongie 2017, sec. 7.3); where no
+mask covers the image, the photo's own features are decoded.
+
+Large images run in overlapping tiles (:mod:`restyle.tiling`): a first pass over the
+tiles accumulates the content statistics of the whole image, a second transforms and
+decodes each tile with them and blends the tiles with partition-of-unity windows, so
+the tiles agree and no seam shows. Only one tile's activations are in memory at a time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .. import imaging
 from ..errors import RestyleError
 from ..nets.decoder import Decoder
 from ..params import param
+from ..tiling import Grid, Moments
+from ..transforms import blend
 from . import Inputs
+
+#: Longest side processed in one piece when ``tile`` is 0 (automatic); larger images are
+#: tiled in tiles of ``AUTO_TILE`` pixels.
+AUTO_SINGLE = 1600
+AUTO_TILE = 1024
 
 
 @dataclass
@@ -39,6 +59,12 @@ class OnePassParams:
                                 choices=("none", "luminance", "histogram"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
                            choices=("auto", "bf16", "fp32"))
+    masks: str = param("", "one mask image per style (comma-separated): white paints that "
+                       "style, grey blends, where no mask is white the photo is kept",
+                       metavar="M1,M2")
+    tile: int = param(0, f"process in tiles of this many pixels (0: automatic, tiles of "
+                      f"{AUTO_TILE} for images over {AUTO_SINGLE} px); tiles share the whole "
+                      f"image's statistics, so they agree", min=0, max=imaging.MAX_SIDE)
 
 
 @dataclass
@@ -50,6 +76,7 @@ class Prepared:
     styles: list[torch.Tensor]  # styles with a non-zero weight, resized (and recoloured)
     weights: list[float]  # their weights, summing to 1
     preserve_color: str
+    masks: list[torch.Tensor] | None = None  # (1, 1, H, W) in [0, 1], one per style
 
     @property
     def size(self) -> tuple[int, int]:
@@ -70,19 +97,112 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
     photo = imaging.to_tensor(imaging.resize(inputs.content,
                                              imaging.fit_size(*inputs.content.size, p.size)))
     total = sum(inputs.style_weights)
-    styles, weights = [], []
-    for img, w in zip(inputs.styles, inputs.style_weights):
-        if w > 0:
+    mask_files = [m.strip() for m in p.masks.split(",") if m.strip()] if p.masks else []
+    if mask_files and len(mask_files) != len(inputs.styles):
+        raise RestyleError(f"--masks needs one mask per style: {len(mask_files)} masks for "
+                           f"{len(inputs.styles)} styles")
+    styles, weights, masks = [], [], []
+    h, w_ = photo.shape[-2:]
+    for k, (img, w) in enumerate(zip(inputs.styles, inputs.style_weights)):
+        if w > 0 or mask_files:
             styles.append(imaging.to_tensor(imaging.resize(img, imaging.fit_size(*img.size,
                                                                                  p.style_size))))
             weights.append(w / total)
+            if mask_files:
+                masks.append(load_mask(mask_files[k], (h, w_)))
     content = photo
     if p.preserve_color == "luminance":
         styles = [imaging.match_luminance(s, photo) for s in styles]
         content = imaging.gray_rgb(photo)
     elif p.preserve_color == "histogram":
         styles = [imaging.color_transfer(s, photo) for s in styles]
-    return Prepared(content, photo, styles, weights, p.preserve_color)
+    if masks:
+        cover = torch.stack(masks).sum(0)
+        if float(cover.max()) <= 0:
+            raise RestyleError("every mask is black: nothing would be stylised")
+        scale = torch.where(cover > 1, 1 / cover.clamp_min(1e-8), torch.ones_like(cover))
+        masks = [m * scale for m in masks]  # overlapping masks share, never exceed 1
+    return Prepared(content, photo, styles, weights, p.preserve_color, masks or None)
+
+
+def load_mask(path: str, size: tuple[int, int]) -> torch.Tensor:
+    """A mask image as (1, 1, H, W) in [0, 1] (its luminance), resized to ``size``."""
+    img = imaging.load_image(path, "mask")
+    t = imaging.luminance(imaging.to_tensor(img)).clamp(0, 1)
+    if tuple(t.shape[-2:]) != tuple(size):
+        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+    return t
+
+
+def auto_tile(p: OnePassParams, size: tuple[int, int]) -> int:
+    """The tile side for an output of ``size``: ``p.tile``, or automatic."""
+    if p.tile:
+        return p.tile
+    return max(size) if max(size) <= AUTO_SINGLE else AUTO_TILE
+
+
+#: A style's transform at one level: (content features, content statistics) -> features.
+Transform = Callable[[torch.Tensor, Moments | None], torch.Tensor]
+
+
+def _down(region: torch.Tensor, scale: int, size: Sequence[int]) -> torch.Tensor:
+    """A (1, 1, h, w) map averaged over ``scale`` cells and cut/padded to ``size``."""
+    r = F.avg_pool2d(region, scale, scale) if scale > 1 else region
+    r = r[..., :size[0], :size[1]]
+    if tuple(r.shape[-2:]) != tuple(size):
+        r = F.pad(r, (0, size[1] - r.shape[-1], 0, size[0] - r.shape[-2]))
+    return r
+
+
+def stylize_level(vgg, decoder: Decoder, image: torch.Tensor, level: str,
+                  transforms: Sequence[Transform], weights: Sequence[float],
+                  masks: Sequence[torch.Tensor] | None, alpha: float, bf16: bool, tile: int,
+                  needs_stats: bool = True) -> torch.Tensor:
+    """Encode ``image`` to ``level``, transform, blend by ``alpha`` and decode, tile by tile.
+
+    ``transforms[k](features, stats)`` is style k's transform, given the content
+    statistics of its region (of the whole image without masks): the image's
+    features are combined as ``sum_k w_k T_k`` (no masks) or ``sum_k m_k T_k +
+    (1 - sum_k m_k) f`` (masks). ``needs_stats=False`` skips the statistics pass
+    (transforms that only look at local patches, like style-swap).
+    """
+    h, w = image.shape[-2:]
+    scale = 2 ** (int(level[4]) - 1)
+    grid = Grid(h, w, tile, overlap=min(64, tile // 4), margin=64 if tile < max(h, w) else 0)
+    single = len(grid) == 1
+    cached: torch.Tensor | None = None
+
+    def features(t) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return vgg(t.crop(image), [level])[level].float()
+
+    stats: list[Moments | None] = [None] * len(transforms)
+    if needs_stats:
+        stats = [Moments() for _ in transforms] if masks else [Moments()] * len(transforms)
+        for t in grid:
+            fc = features(t)
+            cached = fc if single else None
+            win = t.weight(scale, fc.shape[-2:])
+            if masks:
+                for k, m in enumerate(masks):
+                    stats[k].add(fc, win * _down(t.crop(m), scale, fc.shape[-2:]))
+            else:
+                stats[0].add(fc, win)
+    out = torch.zeros(1, 3, h, w)
+    for t in grid:
+        fc = cached if cached is not None else features(t)
+        if masks:
+            region = [_down(t.crop(m), scale, fc.shape[-2:]) for m in masks]
+            keep = (1 - sum(region)).clamp_min(0)
+            mixed = keep * fc + sum(r * fn(fc, st) for r, fn, st in zip(region, transforms, stats))
+        else:
+            mixed = sum(wk * fn(fc, st) for wk, fn, st in zip(weights, transforms, stats))
+        target = blend(fc, mixed, alpha)
+        box = (t.cy1 - t.cy0, t.cx1 - t.cx0)
+        if single:
+            return decode(decoder, target, box, bf16)
+        out[..., t.cy0:t.cy1, t.cx0:t.cx1] += decode(decoder, target, box, bf16) * t.weight()
+    return out
 
 
 @torch.no_grad()

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 import torch
 
 from ..backbone import get_vgg
+from ..errors import RestyleError
 from ..losses import content_loss
 from ..nets.decoder import get_decoder
 from ..optimize import Engine, Objective, resolve_precision, run_pyramid
 from ..params import param
 from ..transforms import blend, style_swap
 from . import Inputs, Method, register
-from .one_pass import OnePassParams, decode, encode, prepare
+from .one_pass import OnePassParams, auto_tile, encode, prepare, stylize_level
 
 LEVEL = "relu3_1"
 
@@ -68,16 +69,25 @@ class StyleSwap(Method):
         prep = prepare(inputs, params, self.name)
         bf16 = resolve_precision(params.precision)
         vgg = get_vgg()
-        fc = encode(vgg, prep.content, [LEVEL], bf16)[LEVEL]
-        t = 0.0
-        for style, w in zip(prep.styles, prep.weights):
-            fs = encode(vgg, style, [LEVEL], bf16)[LEVEL]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                t = t + w * style_swap(fc, fs, params.patch_size)
-        t = blend(fc, t, params.alpha)
+        style_feats = [encode(vgg, s, [LEVEL], bf16)[LEVEL] for s in prep.styles]
+
+        def transform(fs):
+            def swap(fc, _stats):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    return style_swap(fc, fs, params.patch_size).float()
+            return swap
+
+        transforms = [transform(fs) for fs in style_feats]
         if dec is not None:
-            out = decode(dec, t, prep.size, bf16)
-        else:
+            out = stylize_level(vgg, dec, prep.content, LEVEL, transforms, prep.weights,
+                                prep.masks, params.alpha, bf16, auto_tile(params, prep.size),
+                                needs_stats=False)
+        else:  # the paper's inverse by optimization: whole image, no tiles
+            if prep.masks is not None:
+                raise RestyleError("--masks needs the decoder inverse (--invert decoder)")
+            fc = encode(vgg, prep.content, [LEVEL], bf16)[LEVEL]
+            t = blend(fc, sum(w * fn(fc, None) for w, fn in zip(prep.weights, transforms)),
+                      params.alpha)
             out = invert_by_optimization(vgg, t, prep.content, params.iterations,
                                          params.precision, callbacks)
         return prep.finish(out)

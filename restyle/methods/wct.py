@@ -31,9 +31,9 @@ from ..errors import RestyleError
 from ..nets.decoder import LEVELS, default_decoder_path, get_decoder
 from ..optimize import resolve_precision
 from ..params import param
-from ..transforms import blend, wct
+from ..transforms import wct
 from . import Inputs, Method, register
-from .one_pass import OnePassParams, decode, encode, prepare
+from .one_pass import OnePassParams, auto_tile, encode, prepare, stylize_level
 
 
 @dataclass
@@ -75,9 +75,14 @@ class WCT(Method):
         bf16 = resolve_precision(params.precision)
         vgg = get_vgg()
         style_feats = [encode(vgg, s, levels, bf16) for s in prep.styles]
+        tile = auto_tile(params, prep.size)
+
+        def transform(fs):
+            return lambda fc, st: wct(fc, fs, content_mean=st.mean(), content_cov=st.cov())
+
         image = prep.content
         for lv in levels:
-            fc = encode(vgg, image, [lv], bf16)[lv]
-            t = sum(w * wct(fc, fs[lv]) for w, fs in zip(prep.weights, style_feats))
-            image = decode(decoders[lv], blend(fc, t, params.alpha), prep.size, bf16)
+            image = stylize_level(vgg, decoders[lv], image, lv,
+                                  [transform(fs[lv]) for fs in style_feats], prep.weights,
+                                  prep.masks, params.alpha, bf16, tile)
         return prep.finish(image)
