@@ -97,6 +97,46 @@ def worker_speed(job: dict) -> dict:
     return out
 
 
+def _inputs_for(method, content, style, job: dict) -> Inputs:
+    if method.style_kind == "name":  # a trained network: the style is a name in the model
+        from ..methods.network import default_model
+        from ..nets.stylenet import get_stylenet
+        model = job.get("params", {}).get("model") or default_model()
+        name = job.get("style_name") or get_stylenet(model).styles[0]
+        return Inputs(content, [], [1.0], [name])
+    return Inputs(content if method.task == "transfer" else None, [style], [1.0])
+
+
+def worker_onepass(job: dict) -> dict:
+    """Seconds per image of a method without iterations: the first call at the size (style
+    encoding included) and the median of ``repeats`` warm calls (style features cached)."""
+    torch.manual_seed(0)
+    method = get_method(job["method"])
+    size = job["size"]
+    out: dict = {"method": method.name, "size": size, "params": job.get("params", {})}
+    try:
+        inputs = _inputs_for(method, _load(job["content"]), _load(job["style"]), job)
+        extra = job.get("params", {})
+        sized = {"size": size if method.task == "transfer" else f"{size}x{size}"}
+        method.run(inputs, make(method.Params, **{**extra, "size": 64} if method.task ==
+                                "transfer" else {**extra, "size": "64x64"}))  # warm-up
+        params = make(method.Params, **{**extra, **sized})
+        t = time.perf_counter()
+        method.run(inputs, params)
+        out["first_seconds"] = time.perf_counter() - t
+        times = []
+        for _ in range(job["repeats"]):
+            t = time.perf_counter()
+            method.run(inputs, params)
+            times.append(time.perf_counter() - t)
+        out["seconds"] = statistics.median(times)
+        out["runs"] = len(times)
+    except RestyleError as e:
+        out["unavailable"] = str(e)
+    out["peak_mb"] = _peak_mb()
+    return out
+
+
 def worker_reference(job: dict) -> dict:
     """Gatys reference (fp32, full size, L-BFGS, N its) vs restyle defaults, same loss."""
     from ..methods.gatys import GatysParams, GatysProblem
@@ -153,6 +193,21 @@ def worker_reference(job: dict) -> dict:
         "levels": [list(s) for s in GatysProblem(content, [style], [1.0], ours_params).sizes],
         "peak_mb": _peak_mb(),
     }
+
+
+def iterative(method) -> bool:
+    """Methods timed per optimizer iteration (they have size, iterations and min_size)."""
+    fields = set(getattr(method.Params, "__dataclass_fields__", {}))
+    return method.family == "image-optimization" and {"size", "iterations", "min_size"} <= fields
+
+
+def variants(method) -> list[dict]:
+    """Settings a one-pass method is timed with: its defaults; a network also on onnxruntime
+    when that is installed."""
+    if method.name == "network":
+        import importlib.util
+        return [{}, {"runtime": "onnx"}] if importlib.util.find_spec("onnxruntime") else [{}]
+    return [{}]
 
 
 def _spawn(kind: str, job: dict) -> dict:
@@ -249,6 +304,28 @@ def render_markdown(result: dict) -> str:
     lines += ["", "Optimization methods run a pyramid by default: the top level's iterations "
               "cost the s/iter above, each coarser level (twice the iterations at a quarter "
               "of the pixels) about half as much again.", ""]
+    if result.get("one_pass"):
+        gatys = {r["size"]: r["default_seconds"] for r in result["speed"]
+                 if r["method"] == "gatys" and "default_seconds" in r}
+        lines += ["## One-pass methods: seconds per image", "",
+                  "Median of warm runs at each size (style features cached, as when one style "
+                  "is applied to many photos), the first call with the style's encoding, peak "
+                  "memory, and how many times faster than restyle's Gatys default result for "
+                  "the same pair at that size.", "",
+                  "| method | settings | size | seconds (warm median) | first call | "
+                  "vs Gatys default | peak memory |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in result["one_pass"]:
+            settings = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items()) or "defaults"
+            if "unavailable" in r:
+                lines.append(f"| {r['method']} | {settings} | {r['size']} | not available: "
+                             f"{r['unavailable'].split(';')[0]} | | | |")
+                continue
+            vs = (f"{gatys[r['size']] / r['seconds']:.0f}x faster" if r["size"] in gatys
+                  else "-")
+            lines.append(f"| {r['method']} | {settings} | {r['size']} | {r['seconds']:.3f} | "
+                         f"{r['first_seconds']:.3f} | {vs} | {r['peak_mb']:.0f} MB |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -258,6 +335,8 @@ def main(argv=None) -> int:
                         help="comma-separated methods (default: all optimization methods)")
     parser.add_argument("--sizes", default="256,512,1024", help="long sides in pixels")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per size")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed warm runs per size of the one-pass methods (median)")
     parser.add_argument("--full", default="256,512",
                         help="sizes at which to also time a full default run ('' for none)")
     parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
@@ -283,7 +362,8 @@ def main(argv=None) -> int:
         return 0
     if ns.worker:
         kind, job = ns.worker[0], json.loads(ns.worker[1])
-        res = {"speed": worker_speed, "reference": worker_reference}[kind](job)
+        res = {"speed": worker_speed, "reference": worker_reference,
+               "onepass": worker_onepass}[kind](job)
         print(json.dumps(res))
         return 0
     content, style = default_inputs()
@@ -302,10 +382,8 @@ def main(argv=None) -> int:
         full = {int(s) for s in ns.full.split(",") if s.strip()}
     except ValueError:
         raise RestyleError("--sizes and --full take comma-separated whole numbers") from None
-    # the per-iteration timing below fits the optimization methods; the one-pass methods
-    # (adain, wct, style-swap) have no iterations yet to time, so they are not in the default
     names = [n.strip() for n in ns.methods.split(",") if n.strip()] or \
-        [m.name for m in all_methods() if m.family == "image-optimization"]
+        [m.name for m in all_methods()]
     methods = [get_method(n) for n in names]
     result = {"command": "restyle bench " + " ".join(argv or sys.argv[2:]),
               "machine": machine_info(), "content": content, "style": style, "iters": ns.iters,
@@ -315,13 +393,21 @@ def main(argv=None) -> int:
         result["reference"] = _spawn("reference", {
             "content": content, "style": style, "size": ns.reference_size,
             "ref_iterations": ns.reference_iterations, "check_every": 10, "cap": 600})
+    result["one_pass"] = []
     for m in methods:
         for size in sizes:
             print(f"{m.name} at {size} px ...", file=sys.stderr)
-            r = _spawn("speed", {"method": m.name, "content": content, "style": style,
-                                 "size": size, "iters": ns.iters, "full": size in full})
-            r["family"] = m.family
-            result["speed"].append(r)
+            if iterative(m):
+                r = _spawn("speed", {"method": m.name, "content": content, "style": style,
+                                     "size": size, "iters": ns.iters, "full": size in full})
+                r["family"] = m.family
+                result["speed"].append(r)
+                continue
+            for params in variants(m):
+                r = _spawn("onepass", {"method": m.name, "content": content, "style": style,
+                                       "size": size, "repeats": ns.repeats, "params": params})
+                r["family"] = m.family
+                result["one_pass"].append(r)
     md = render_markdown(result)
     tmp = out_md.with_suffix(".md.tmp")
     tmp.write_text(md)

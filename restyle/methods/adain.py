@@ -30,7 +30,7 @@ from ..optimize import resolve_precision
 from ..params import param
 from ..transforms import adain, channel_stats
 from . import Inputs, Method, register
-from .one_pass import OnePassParams, auto_tile, encode, prepare, stylize_level
+from .one_pass import OnePassParams, auto_tile, encode_style, prepare, stylize_level
 
 LEVEL = "relu4_1"
 
@@ -54,7 +54,8 @@ class AdaIN(Method):
         prep = prepare(inputs, params, self.name)
         bf16 = resolve_precision(params.precision)
         vgg = get_vgg()
-        style_stats = [channel_stats(encode(vgg, s, [LEVEL], bf16)[LEVEL]) for s in prep.styles]
+        style_stats = [channel_stats(encode_style(vgg, s, [LEVEL], bf16)[LEVEL])
+                       for s in prep.styles]
         if prep.masks is None:  # one transform with the mixed statistics (module docstring)
             mean = sum(w * m for w, (m, _) in zip(prep.weights, style_stats))
             std = sum(w * s for w, (_, s) in zip(prep.weights, style_stats))

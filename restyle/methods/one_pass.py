@@ -25,6 +25,8 @@ the tiles agree and no seam shows. Only one tile's activations are in memory at 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -203,6 +205,27 @@ def stylize_level(vgg, decoder: Decoder, image: torch.Tensor, level: str,
             return decode(decoder, target, box, bf16)
         out[..., t.cy0:t.cy1, t.cx0:t.cx1] += decode(decoder, target, box, bf16) * t.weight()
     return out
+
+
+_STYLE_CACHE: "OrderedDict[tuple, dict[str, torch.Tensor]]" = OrderedDict()
+_STYLE_CACHE_SIZE = 16
+
+
+def encode_style(vgg, image: torch.Tensor, layers: list[str], bf16: bool
+                 ) -> dict[str, torch.Tensor]:
+    """:func:`encode` for style images, remembered for the last few styles (by content hash),
+    so stylising many photos (a batch, a video, the studio) encodes each style once."""
+    digest = hashlib.sha1(image.detach().float().contiguous().numpy().tobytes()).hexdigest()
+    key = (digest, tuple(image.shape), tuple(layers), bf16, id(vgg))
+    hit = _STYLE_CACHE.get(key)
+    if hit is None:
+        hit = encode(vgg, image, layers, bf16)
+        _STYLE_CACHE[key] = hit
+        if len(_STYLE_CACHE) > _STYLE_CACHE_SIZE:
+            _STYLE_CACHE.popitem(last=False)
+    else:
+        _STYLE_CACHE.move_to_end(key)
+    return hit
 
 
 @torch.no_grad()

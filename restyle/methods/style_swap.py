@@ -30,7 +30,7 @@ from ..optimize import Engine, Objective, resolve_precision, run_pyramid
 from ..params import param
 from ..transforms import blend, style_swap
 from . import Inputs, Method, register
-from .one_pass import OnePassParams, auto_tile, encode, prepare, stylize_level
+from .one_pass import OnePassParams, auto_tile, encode, encode_style, prepare, stylize_level
 
 LEVEL = "relu3_1"
 
@@ -69,7 +69,7 @@ class StyleSwap(Method):
         prep = prepare(inputs, params, self.name)
         bf16 = resolve_precision(params.precision)
         vgg = get_vgg()
-        style_feats = [encode(vgg, s, [LEVEL], bf16)[LEVEL] for s in prep.styles]
+        style_feats = [encode_style(vgg, s, [LEVEL], bf16)[LEVEL] for s in prep.styles]
 
         def transform(fs):
             def swap(fc, _stats):

@@ -33,7 +33,7 @@ from ..optimize import resolve_precision
 from ..params import param
 from ..transforms import wct
 from . import Inputs, Method, register
-from .one_pass import OnePassParams, auto_tile, encode, prepare, stylize_level
+from .one_pass import OnePassParams, auto_tile, encode_style, prepare, stylize_level
 
 
 @dataclass
@@ -74,7 +74,7 @@ class WCT(Method):
         prep = prepare(inputs, params, self.name)
         bf16 = resolve_precision(params.precision)
         vgg = get_vgg()
-        style_feats = [encode(vgg, s, levels, bf16) for s in prep.styles]
+        style_feats = [encode_style(vgg, s, levels, bf16) for s in prep.styles]
         tile = auto_tile(params, prep.size)
 
         def transform(fs):
