@@ -342,6 +342,11 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_compare(argv: Sequence[str]) -> int:
+    from .evaluate.compare import main as compare_main
+    return compare_main(argv)
+
+
 def cmd_evaluate(argv: Sequence[str]) -> int:
     from .evaluate.metrics import main as evaluate_main
     return evaluate_main(argv)
@@ -355,6 +360,7 @@ COMMANDS = {
     "train": (cmd_train, "train a network (decoder, style network), resumable"),
     "models": (cmd_models, "list installed style networks and decoders"),
     "bench": (cmd_bench, "measure speed and memory; writes BENCHMARKS.md"),
+    "compare": (cmd_compare, "methods side by side on contents and styles: sheet with metrics"),
     "evaluate": (cmd_evaluate, "quality metrics of outputs against their content and style"),
 }
 
