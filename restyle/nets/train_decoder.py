@@ -44,7 +44,8 @@ from ..transforms import adain, channel_stats
 from .decoder import LEVELS, Decoder, check_level, load_decoder
 from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, check_run_args,
                        data_root, image_files, load_checkpoint, load_uint8, make_run_dir,
-                       plan_total, psnr, resolve_device, run_lock, training_loop, warmup_cosine)
+                       optimizer_step, plan_total, psnr, resolve_device, run_lock, training_loop,
+                       warmup_cosine)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -218,16 +219,7 @@ class DecoderRun:
             parts["adain_style"] = _style_distance(fo, stats, self.style_layers)
             loss = loss + cfg.adain_weight * (parts["adain_content"]
                                               + cfg.style_weight * parts["adain_style"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {float(loss)} at step "
-                                     f"{self.step_no + 1}; lower --lr (the last checkpoint in "
-                                     f"{self.out} is kept)")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.step_no += 1
-        parts["loss"] = loss
-        return {k: float(v.detach()) for k, v in parts.items()}
+        return optimizer_step(self, loss, parts)
 
     @torch.no_grad()
     def evaluate(self) -> dict:

@@ -41,7 +41,8 @@ from ..params import make, param
 from .stylenet import StyleNet, load_stylenet
 from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, check_run_args,
                        data_root, image_files, load_checkpoint, load_uint8, make_run_dir,
-                       plan_total, resolve_device, run_lock, training_loop, warmup_cosine)
+                       optimizer_step, plan_total, resolve_device, run_lock, training_loop,
+                       warmup_cosine)
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
@@ -232,16 +233,7 @@ class StyleRun:
         if cfg.tv_weight:
             parts["tv"] = total_variation(y)
             loss = loss + cfg.tv_weight * parts["tv"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {float(loss)} at step "
-                                     f"{self.step_no + 1}; lower --lr (the last checkpoint in "
-                                     f"{self.out} is kept)")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.step_no += 1
-        parts["loss"] = loss
-        return {k: float(v.detach()) for k, v in parts.items()}
+        return optimizer_step(self, loss, parts)
 
     @torch.no_grad()
     def evaluate(self) -> dict:

@@ -257,6 +257,22 @@ def plan_total(state: dict | None, cfg: dict, out: Path, steps, minutes, say) ->
     return total
 
 
+def optimizer_step(run, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """One optimizer step of a run (``run.opt``, ``run.step_no``, ``run.out``) on ``loss``:
+    a non-finite loss stops the run (its last checkpoint stays); returns the parts as floats
+    with the total under ``loss``."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the training loss became {float(loss)} at step "
+                                 f"{run.step_no + 1}; lower --lr (the last checkpoint in "
+                                 f"{run.out} is kept)")
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.step_no += 1
+    parts["loss"] = loss
+    return {k: float(v.detach()) for k, v in parts.items()}
+
+
 def training_loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every, log_every,
                   export_path, say) -> dict:
     """Steps until the run's end, the time budget or ``stop_at_step``; log, evaluate, checkpoint.
