@@ -42,9 +42,9 @@ from ..optimize import resolve_precision
 from ..params import make, param
 from ..transforms import adain, channel_stats
 from .decoder import LEVELS, Decoder, check_level, load_decoder
-from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, check_run_args,
-                       data_root, image_files, load_checkpoint, load_uint8, make_run_dir,
-                       optimizer_step, plan_total, psnr, resolve_device, run_lock, training_loop,
+from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
+                       image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
+                       plan_total, psnr, resolve_device, restore_run, run_lock, training_loop,
                        warmup_cosine)
 
 CHECKPOINT = "checkpoint.pt"
@@ -141,24 +141,12 @@ class DecoderRun:
                 self.dec = Decoder(cfg.level, cfg.width_mult, self.feature_rms(sample))
         self.dec.to(self.dev, memory_format=torch.channels_last).train()
         self.opt = torch.optim.Adam(self.dec.parameters(), lr=cfg.lr)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.step_no = 0
-        self.train_seconds = 0.0
-        self.last_eval: dict | None = None
-        if state is not None:
-            self.opt.load_state_dict(state["optimizer"])
-            self.gen.set_state(state["rng"])
-            self.step_no = state["step"]
-            self.train_seconds = state["train_seconds"]
-            self.last_eval = state["last_eval"]
-        self.log = JsonlLog(out / LOG, truncate_to=state["log_bytes"] if state else None)
-        if state is None:
-            self.log.write({"start": True, "config": asdict(cfg), "total_steps": total,
-                            "init_from": str(init_from) if init_from else None,
-                            "feature_scale": float(self.dec.feature_scale),
-                            "train_photos": len(train_photos),
-                            "held_out": [files[i].name for i in held], "params": self.params,
-                            "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
+        restore_run(self, state, cfg.seed, out / LOG, lambda: {
+            "config": asdict(cfg), "total_steps": total,
+            "init_from": str(init_from) if init_from else None,
+            "feature_scale": float(self.dec.feature_scale), "train_photos": len(train_photos),
+            "held_out": [files[i].name for i in held], "params": self.params,
+            "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
 
     @property
     def weights_file(self) -> Path:

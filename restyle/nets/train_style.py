@@ -39,9 +39,9 @@ from ..losses import gram_matrix, relative_mse, total_variation
 from ..optimize import resolve_precision
 from ..params import make, param
 from .stylenet import StyleNet, load_stylenet
-from .training import (JsonlLog, RandomCrops, atomic_torch_save, center_square, check_run_args,
-                       data_root, image_files, load_checkpoint, load_uint8, make_run_dir,
-                       optimizer_step, plan_total, resolve_device, run_lock, training_loop,
+from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
+                       image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
+                       plan_total, resolve_device, restore_run, run_lock, training_loop,
                        warmup_cosine)
 
 CHECKPOINT = "checkpoint.pt"
@@ -135,23 +135,13 @@ class StyleRun:
             for n in self.style_layers:
                 self.grams[n] = torch.stack([g[n] for g in per_style])  # (n_new, C, C)
 
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.step_no, self.train_seconds, self.last_eval = 0, 0.0, None
-        if state is not None:
-            self.opt.load_state_dict(state["optimizer"])
-            self.gen.set_state(state["rng"])
-            self.step_no = state["step"]
-            self.train_seconds = state["train_seconds"]
-            self.last_eval = state["last_eval"]
-        self.log = JsonlLog(out / LOG, truncate_to=state["log_bytes"] if state else None)
-        if state is None:
-            self.log.write({"start": True, "config": asdict(cfg), "total_steps": total,
-                            "styles": all_names, "trained_styles": names,
-                            "style_files": [str(f) for f in style_files],
-                            "add_to": str(add_to) if add_to else None,
-                            "params": sum(p.numel() for p in self.net.parameters()),
-                            "held_out": [files[i].name for i in held], "bf16": self.bf16,
-                            "device": str(self.dev), "restyle": __version__})
+        restore_run(self, state, cfg.seed, out / LOG, lambda: {
+            "config": asdict(cfg), "total_steps": total, "styles": all_names,
+            "trained_styles": names, "style_files": [str(f) for f in style_files],
+            "add_to": str(add_to) if add_to else None,
+            "params": sum(p.numel() for p in self.net.parameters()),
+            "held_out": [files[i].name for i in held], "bf16": self.bf16,
+            "device": str(self.dev), "restyle": __version__})
 
     def _grow_from(self, base: StyleNet) -> None:
         """Copy ``base`` into the bigger network; new styles start at the mean of the old."""

@@ -257,6 +257,22 @@ def plan_total(state: dict | None, cfg: dict, out: Path, steps, minutes, say) ->
     return total
 
 
+def restore_run(run, state: dict | None, seed: int, log_path: Path, start_record) -> None:
+    """Set a run's random generator, counters and log: fresh (seeded, with the log started
+    by ``start_record()``'s dict) or from a checkpoint ``state`` (the log cut back to it)."""
+    run.gen = torch.Generator().manual_seed(seed)
+    run.step_no, run.train_seconds, run.last_eval = 0, 0.0, None
+    if state is not None:
+        run.opt.load_state_dict(state["optimizer"])
+        run.gen.set_state(state["rng"])
+        run.step_no = state["step"]
+        run.train_seconds = state["train_seconds"]
+        run.last_eval = state["last_eval"]
+    run.log = JsonlLog(log_path, truncate_to=state["log_bytes"] if state else None)
+    if state is None:
+        run.log.write({"start": True, **start_record()})
+
+
 def optimizer_step(run, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, float]:
     """One optimizer step of a run (``run.opt``, ``run.step_no``, ``run.out``) on ``loss``:
     a non-finite loss stops the run (its last checkpoint stays); returns the parts as floats
