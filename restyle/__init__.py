@@ -5,11 +5,12 @@
 >>> img.save("out.png")
 """
 
-from .api import texture, transfer
+from .api import analogy, doodle, dream, texture, transfer
 from .errors import RestyleError
 from .imaging import load_image, save_image
 from .methods import all_methods, get_method
 
 __version__ = "0.1.0"
-__all__ = ["transfer", "texture", "load_image", "save_image", "get_method", "all_methods",
+__all__ = ["transfer", "texture", "dream", "doodle", "analogy", "load_image", "save_image",
+           "get_method", "all_methods",
            "RestyleError", "__version__"]

@@ -99,7 +99,7 @@ def _run(method: str, task: str, params: dict, output, overwrite: bool, callback
     inputs, run the method and write the output atomically."""
     m = get_method(method)
     if m.task != task:
-        other = "restyle.texture" if m.task == "texture" else "restyle.transfer"
+        other = f"restyle.{m.task}"  # each task has its API function of the same name
         raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
     p = make(m.Params, **params)
     out_path = imaging.check_output_path(output, overwrite) if output is not None else None
@@ -107,3 +107,84 @@ def _run(method: str, task: str, params: dict, output, overwrite: bool, callback
     if out_path is not None:
         imaging.save_image(result, out_path, overwrite=True)
     return result
+
+
+def dream(image: ImageLike, *, method: str = "deepdream", output: str | os.PathLike | None = None,
+          overwrite: bool = False, callbacks: Sequence[Callable[[Progress], None]] = (),
+          **params) -> Image.Image:
+    """Deep Dream on ``image``: amplify what VGG16 layers or channels respond to.
+
+    E.g. ``restyle.dream("photo.jpg", layers="relu4_3", octaves=4, size=512)`` or
+    ``layers="relu4_3:12,87"`` for two channels. Returns a PIL RGB image.
+    """
+    return _run(method, "dream", params, output, overwrite, callbacks, lambda: Inputs(
+        imaging.load_image(image, "image"), [], []))
+
+
+def doodle(style: ImageLike, *, style_map: str | os.PathLike, target_map: str | os.PathLike,
+           content: ImageLike | None = None, output: str | os.PathLike | None = None,
+           overwrite: bool = False, callbacks: Sequence[Callable[[Progress], None]] = (),
+           **params) -> Image.Image:
+    """Semantic style transfer (Champandard 2016): paint ``target_map`` with ``style``.
+
+    ``style_map`` colour-codes the regions of the style image, ``target_map`` those of the
+    output with the same colours. Without ``content`` the target map alone is painted
+    ("neural doodle"); with a photo its content is kept as well. Remaining keyword
+    arguments are the ``mrf`` method's parameters (see ``restyle methods``).
+    """
+    for name, value in (("style_map", style_map), ("target_map", target_map)):
+        if not isinstance(value, (str, os.PathLike)):
+            raise RestyleError(f"{name} must be the path of an image file, not "
+                               f"{type(value).__name__}")
+    params = dict(params, style_map=os.fspath(style_map), target_map=os.fspath(target_map))
+    return _run("mrf", "transfer", params, output, overwrite, callbacks, lambda: Inputs(
+        imaging.load_image(content, "content image") if content is not None else None,
+        [imaging.load_image(style, "style image")], [1.0]))
+
+
+def analogy(a: ImageLike, b_prime: ImageLike, *, output: str | os.PathLike | None = None,
+            b_output: str | os.PathLike | None = None, overwrite: bool = False,
+            callbacks: Sequence[Callable[[Progress], None]] = (), **params
+            ) -> tuple[Image.Image, Image.Image]:
+    """Deep image analogy (Liao et al. 2017): returns ``(A', B)`` for images A and B'.
+
+    A' has A's content in B''s appearance, B has B''s content in A's appearance. With
+    ``output`` / ``b_output`` they are also written atomically. Keyword arguments are the
+    ``analogy`` method's parameters (e.g. ``size=384``).
+    """
+    from .methods.analogy import AnalogyParams, analogy_images
+    p = make(AnalogyParams, **params)
+    paths = [imaging.check_output_path(o, overwrite) if o is not None else None
+             for o in (output, b_output)]
+    if paths[0] is not None and paths[1] is not None and paths[0].resolve() == paths[1].resolve():
+        raise RestyleError("the outputs for A' and B must be different files")
+    images = analogy_images(imaging.load_image(a, "image A"),
+                            imaging.load_image(b_prime, "image B'"), p, callbacks)
+    results = tuple(imaging.to_pil(t) for t in images)
+    for img, path in zip(results, paths):
+        if path is not None:
+            imaging.save_image(img, path, overwrite=True)
+    return results
+
+
+def video(source: str | os.PathLike, style: ImageLike | Sequence[ImageLike], *,
+          output: str | os.PathLike, method: str = "adain",
+          style_weights: Sequence[float] | None = None, resume: bool = False,
+          overwrite: bool = False, progress=None,
+          callbacks: Sequence[Callable[[Progress], None]] = (), **params):
+    """Stylise a video file or a folder of frames, frame by frame, with temporal consistency.
+
+    ``output`` is a video (.mp4, .mov, .mkv, .webm: the input's frame rate and audio
+    track), a .gif, or a folder name (PNG frames). Keyword arguments are the method's
+    parameters (``size=512``, ...) and the video options of
+    :class:`restyle.video.VideoParams` (``temporal="off"``, ``blend=0.7``, ``frames=60``,
+    ...). ``resume=True`` continues an interrupted run; ``progress`` gets a
+    :class:`restyle.video.FrameProgress` after each frame. Returns a
+    :class:`restyle.video.VideoResult`. Needs ``pip install 'restyle[video]'``.
+
+    (Not exported as ``restyle.video``: that name is the :mod:`restyle.video` module.)
+    """
+    from .video import stylize_video
+    return stylize_video(source, style, output, method=method, style_weights=style_weights,
+                         resume=resume, overwrite=overwrite, progress=progress,
+                         callbacks=callbacks, **params)

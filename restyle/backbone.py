@@ -291,17 +291,29 @@ class VGG(nn.Module):
             raise RestyleError(f"unknown {self.arch} layer(s) {', '.join(unknown)}; "
                                f"valid names look like relu4_1, conv5_2, pool3")
 
-    def forward(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Feature maps of ``layers`` for an RGB batch in [0, 1]; stops at the deepest one."""
+    def forward(self, image: torch.Tensor, layers: Sequence[str], start: str | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Feature maps of ``layers`` for an RGB batch in [0, 1]; stops at the deepest one.
+
+        With ``start`` (a layer name), ``image`` is instead that layer's activation and the
+        network runs on from the next layer (no preprocessing): e.g. ``vgg(f, ["relu5_1"],
+        start="relu4_1")`` maps ``relu4_1`` features to ``relu5_1``.
+        """
         self.check_layers(layers)
+        first = 0
+        if start is not None:
+            self.check_layers([start])
+            first = self.names.index(start) + 1
         wanted = set(layers)
         deepest = max(self.names.index(n) for n in wanted)
+        if deepest < first:
+            raise ValueError(f"layers {sorted(wanted)} do not come after {start}")
         out: dict[str, torch.Tensor] = {}
-        x = self.preprocess(image)
+        x = self.preprocess(image) if start is None else image
         if torch.is_autocast_enabled("cpu") and x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        conv_idx = 0
-        for name in self.names[: deepest + 1]:
+        conv_idx = sum(1 for name in self.names[:first] if name.startswith("conv"))
+        for name in self.names[first: deepest + 1]:
             kind = name[:4]
             if kind == "conv":
                 x = self.convs[conv_idx](x)

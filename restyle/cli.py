@@ -90,7 +90,8 @@ def cmd_transfer(argv: Sequence[str]) -> int:
     # --model NAME means "a trained style network", unless a method is named
     method = get_method(known.method or ("network" if known.model else "gatys"))
     if method.task != "transfer":
-        raise RestyleError(f"method {method.name!r} synthesises textures; use restyle texture")
+        raise RestyleError(f"method {method.name!r} is a {method.task} method; "
+                           f"use restyle {method.task}")
     by_name = method.style_kind == "name"
     parser = argparse.ArgumentParser(
         prog="restyle transfer",
@@ -135,7 +136,8 @@ def cmd_texture(argv: Sequence[str]) -> int:
     from .api import texture
     method = get_method(_method_name(argv, "texture"))
     if method.task != "texture":
-        raise RestyleError(f"method {method.name!r} is a transfer method; use restyle transfer")
+        raise RestyleError(f"method {method.name!r} is a {method.task} method; "
+                           f"use restyle {method.task}")
     parser = argparse.ArgumentParser(prog="restyle texture",
                                      description="Synthesise a new texture like EXEMPLAR.")
     parser.add_argument("exemplar", help="texture exemplar image")
@@ -147,6 +149,166 @@ def cmd_texture(argv: Sequence[str]) -> int:
     out = imaging.check_output_path(ns.output, ns.overwrite)
     _run_with_progress(lambda cbs: texture(ns.exemplar, method=method.name, output=out,
                                            overwrite=True, callbacks=cbs, **vars(params)), ns, out)
+    return 0
+
+
+def cmd_dream(argv: Sequence[str]) -> int:
+    from .api import dream
+    method = get_method(_method_name(argv, "deepdream"))
+    if method.task != "dream":
+        raise RestyleError(f"method {method.name!r} is a {method.task} method; "
+                           f"use restyle {method.task}")
+    parser = argparse.ArgumentParser(
+        prog="restyle dream",
+        description="Deep Dream: amplify the patterns that VGG16 layers (or single channels, "
+                    "--layers relu4_3:12,87) see in IMAGE, over several octaves.")
+    parser.add_argument("image", help="input photo")
+    parser.add_argument("--method", default="deepdream", help="method (see `restyle methods`)")
+    _common_output(parser)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    params = from_namespace(method.Params, ns)
+    out = imaging.check_output_path(ns.output, ns.overwrite)
+    _run_with_progress(lambda cbs: dream(ns.image, method=method.name, output=out,
+                                         overwrite=True, callbacks=cbs, **vars(params)), ns, out)
+    return 0
+
+
+def cmd_doodle(argv: Sequence[str]) -> int:
+    from .api import doodle
+    method = get_method("mrf")
+    parser = argparse.ArgumentParser(
+        prog="restyle doodle",
+        description="Semantic style transfer (neural doodle): paint --target-map, a "
+                    "colour-coded sketch, with the regions of STYLE that --style-map paints "
+                    "in the same colours. With --content PHOTO the photo is kept as well.")
+    parser.add_argument("style", help="style image (e.g. a painting)")
+    parser.add_argument("--content", default=None, metavar="PHOTO",
+                        help="optional photo whose content to keep (default: paint the map "
+                             "from noise)")
+    _common_output(parser)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    params = from_namespace(method.Params, ns)
+    if not (params.style_map and params.target_map):
+        raise RestyleError("restyle doodle needs --style-map and --target-map (colour-coded "
+                           "regions of the style image and of the picture to paint)")
+    out = imaging.check_output_path(ns.output, ns.overwrite)
+    kw = vars(params)
+    style_map, target_map = kw.pop("style_map"), kw.pop("target_map")
+    _run_with_progress(lambda cbs: doodle(ns.style, style_map=style_map, target_map=target_map,
+                                          content=ns.content, output=out, overwrite=True,
+                                          callbacks=cbs, **kw), ns, out)
+    return 0
+
+
+def cmd_analogy(argv: Sequence[str]) -> int:
+    from .api import analogy
+    method = get_method("analogy")
+    parser = argparse.ArgumentParser(
+        prog="restyle analogy",
+        description="Deep image analogy (Liao et al. 2017): from A and B' make A' (A's "
+                    "content in B''s appearance) and, with --also-b, B (B''s content in A's "
+                    "appearance).")
+    parser.add_argument("a", metavar="A", help="image A (e.g. a photo)")
+    parser.add_argument("b_prime", metavar="B_PRIME", help="image B' (e.g. a painting)")
+    parser.add_argument("--also-b", default=None, metavar="FILE",
+                        help="also write B, the other half of the analogy")
+    _common_output(parser)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    params = from_namespace(method.Params, ns)
+    out = imaging.check_output_path(ns.output, ns.overwrite)
+    b_out = imaging.check_output_path(ns.also_b, ns.overwrite) if ns.also_b else None
+    _run_with_progress(lambda cbs: analogy(ns.a, ns.b_prime, output=out, b_output=b_out,
+                                           overwrite=True, callbacks=cbs, **vars(params)),
+                       ns, out)
+    if b_out is not None:
+        print(f"wrote {b_out.resolve()}")
+    return 0
+
+
+def cmd_video(argv: Sequence[str]) -> int:
+    import signal
+
+    from .api import video
+    from .video import VideoParams, work_dir
+    method = get_method(_method_name(argv, "adain"))
+    if method.task != "transfer":
+        raise RestyleError(f"method {method.name!r} is a {method.task} method; video needs a "
+                           "transfer method (see `restyle methods`)")
+    parser = argparse.ArgumentParser(
+        prog="restyle video",
+        description="Stylise INPUT (a video file: mp4, webm, mov, mkv, gif; or a folder of "
+                    "frames) frame by frame with any transfer method, temporally consistent "
+                    "(Ruder et al. 2016). OUTPUT is a video with the input's frame rate and "
+                    "audio track (copied, not re-encoded), a .gif, or a folder name for PNG "
+                    "frames. An interrupted run continues with --resume. Needs "
+                    "pip install 'restyle[video]'.")
+    parser.add_argument("input", help="video file or folder of frames")
+    parser.add_argument("styles", nargs="+", metavar="style",
+                        help="style image(s); for --method network, style names in the model")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output video (.mp4, .mov, .mkv, .webm), .gif, or a folder name")
+    parser.add_argument("--method", default=method.name,
+                        help="any transfer method (default: adain; see `restyle methods`)")
+    parser.add_argument("--style-weights", default="", metavar="W1,W2",
+                        help="blend weights of the styles, e.g. 0.7,0.3")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its last finished frame")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUTPUT if it exists (and drop an unfinished run)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_arguments(parser, VideoParams)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    names = {f for f in vars(ns)}
+    video_opts = {k: getattr(ns, k) for k in VideoParams.__dataclass_fields__ if k in names}
+    params = vars(from_namespace(method.Params, ns))
+    weights = parse_floats(ns.style_weights, "--style-weights") if ns.style_weights else None
+    state = {"bar": None, "done": 0}
+
+    def bar(total=None, initial=0):
+        if state["bar"] is None:
+            from tqdm import tqdm
+            state["bar"] = tqdm(total=total, initial=initial, unit="frame", file=sys.stderr,
+                                dynamic_ncols=True, desc="stylising")
+        return state["bar"]
+
+    def on_frame(p) -> None:
+        state["done"] = p.frame
+        if not ns.quiet:
+            b = bar(p.frames, p.frame - p.new)
+            b.total = p.frames
+            b.update(p.frame - b.n)
+
+    def on_iteration(p: Progress) -> None:  # slow frames: show the optimizer moving
+        if not ns.quiet:
+            bar().set_postfix_str(f"frame {state['done'] + 1}: iteration {p.step}/{p.steps}")
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        result = video(ns.input, list(ns.styles), output=ns.output,
+                       method=method.name, style_weights=weights, resume=ns.resume,
+                       overwrite=ns.overwrite, progress=on_frame,
+                       callbacks=[on_iteration] if method.family == "image-optimization" else [],
+                       **video_opts, **params)
+    except KeyboardInterrupt:
+        if state["bar"] is not None:
+            state["bar"].close()
+        print(f"restyle: interrupted after frame {state['done']}; the output was not written. "
+              f"Run the same command with --resume to continue (unfinished run in "
+              f"{work_dir(Path(ns.output))})", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if state["bar"] is not None:
+            state["bar"].close()
+    fps = float(result.fps)
+    extra = f", {result.resumed} resumed" if result.resumed else ""
+    print(f"wrote {result.path.resolve()} ({result.frames} frames{extra}, {result.size[0]}x"
+          f"{result.size[1]}, {fps:.3g} fps{', ' + result.audio if result.audio else ''}; "
+          f"{result.seconds:.1f} s)")
     return 0
 
 
@@ -352,9 +514,18 @@ def cmd_evaluate(argv: Sequence[str]) -> int:
     return evaluate_main(argv)
 
 
+def cmd_studio(argv: Sequence[str]) -> int:
+    from .studio import main as studio_main
+    return studio_main(argv)
+
+
 COMMANDS = {
     "transfer": (cmd_transfer, "render a photo in the style of one or more images"),
     "texture": (cmd_texture, "synthesise a texture from an exemplar"),
+    "dream": (cmd_dream, "Deep Dream: amplify what VGG layers or channels see in a photo"),
+    "doodle": (cmd_doodle, "paint a colour-coded sketch in the style of a painting (semantic)"),
+    "analogy": (cmd_analogy, "deep image analogy: A' and B from a photo A and a painting B'"),
+    "video": (cmd_video, "stylise a video or frame folder, temporally consistent, audio kept"),
     "methods": (cmd_methods, "list methods and their parameters"),
     "demo": (cmd_demo, "run the built-in example (no input files needed)"),
     "train": (cmd_train, "train a network (decoder, style network), resumable"),
@@ -362,6 +533,7 @@ COMMANDS = {
     "bench": (cmd_bench, "measure speed and memory; writes BENCHMARKS.md"),
     "compare": (cmd_compare, "methods side by side on contents and styles: sheet with metrics"),
     "evaluate": (cmd_evaluate, "quality metrics of outputs against their content and style"),
+    "studio": (cmd_studio, "the web studio and HTTP API: live previews, job queue"),
 }
 
 

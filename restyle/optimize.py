@@ -120,6 +120,32 @@ class Stop(Exception):
 Callback = Callable[[Progress], None]
 
 
+class Guide:
+    """A callback that also steers :func:`run_pyramid` from outside a method.
+
+    Methods hand their callbacks to the :class:`Engine`, so a guide among them reaches
+    the pyramid of any method built on it, without the method knowing: it may change
+    the schedule, the first level's starting image and add loss terms. restyle.video
+    uses one for temporal consistency (start from the warped previous frame, add the
+    temporal loss). The base class changes nothing.
+    """
+
+    def __call__(self, p: Progress) -> None:
+        pass
+
+    def schedule(self, sizes: list[tuple[int, int]], iterations: list[int]
+                 ) -> tuple[list[tuple[int, int]], list[int]]:
+        return sizes, iterations
+
+    def init(self, size: tuple[int, int], image: torch.Tensor) -> torch.Tensor:
+        """The first level's starting image, given the method's own."""
+        return image
+
+    def terms(self, size: tuple[int, int]) -> Objective:
+        """Loss terms added to the method's objective at a level."""
+        return Objective()
+
+
 class Engine:
     """Minimises an :class:`Objective` over an image's pixels."""
 
@@ -218,16 +244,27 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
     ``make_objective(size)`` builds the level's objective (targets at that size);
     ``init(size)`` gives the first level's starting image. Callbacks on the engine
     get a :class:`Progress` after each iteration; raising :class:`Stop` ends early.
+    A :class:`Guide` among them may change the schedule, the start and the objective.
     """
+    guides = [cb for cb in engine.callbacks if isinstance(cb, Guide)]
+    for g in guides:
+        sizes, iterations = g.schedule(list(sizes), list(iterations))
     steps = sum(iterations)
     done = 0
     start = time.perf_counter()
     image: torch.Tensor | None = None
     for level, (size, n) in enumerate(zip(sizes, iterations)):
-        image = init(size) if image is None else resize_tensor(image, size, wrap=wrap)
+        if image is None:
+            image = init(size)
+            for g in guides:
+                image = g.init(size, image)
+        else:
+            image = resize_tensor(image, size, wrap=wrap)
         if n <= 0:
             continue
         objective = make_objective(size)
+        for g in guides:
+            objective = objective + g.terms(size)
 
         def report(i, loss, parts, img, level=level, size=size, n=n):
             nonlocal image

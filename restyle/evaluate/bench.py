@@ -58,6 +58,18 @@ def _peak_mb() -> float:
 
 # ----------------------------------------------------------------------------- workers
 
+def _params(method, size: int, **settings):
+    """``method``'s parameters at ``size`` (a long side, or WxH for textures) with those
+    of ``settings`` that it has (e.g. no ``min_size`` where there is no pyramid)."""
+    import dataclasses
+    import typing
+    fields = {f.name for f in dataclasses.fields(method.Params)}
+    kw = {k: v for k, v in settings.items() if k in fields}
+    if "size" in fields:
+        kw["size"] = size if typing.get_type_hints(method.Params)["size"] is int else f"{size}x{size}"
+    return make(method.Params, **kw)
+
+
 def _sec_per_iteration(method, inputs, size: int, precision: str, iters: int) -> float:
     """Median seconds per optimizer iteration at a fixed size (no pyramid)."""
     stamps: list[float] = []
@@ -65,11 +77,8 @@ def _sec_per_iteration(method, inputs, size: int, precision: str, iters: int) ->
     def cb(p):
         stamps.append(time.perf_counter())
 
-    if method.task == "transfer":
-        params = make(method.Params, size=size, iterations=iters + 2, min_size=0, precision=precision)
-    else:
-        params = make(method.Params, size=f"{size}x{size}", iterations=iters + 2, min_size=0,
-                      precision=precision)
+    params = _params(method, size, iterations=iters + 2, min_size=0, octaves=1,
+                     precision=precision)
     method.run(inputs, params, [cb])
     gaps = [b - a for a, b in zip(stamps[1:], stamps[2:])]  # skip the first (warm-up) iterations
     return statistics.median(gaps)
@@ -79,16 +88,15 @@ def worker_speed(job: dict) -> dict:
     torch.manual_seed(0)
     method = get_method(job["method"])
     content, style = _load(job["content"]), _load(job["style"])
-    inputs = Inputs(content if method.task == "transfer" else None, [style], [1.0])
+    inputs = Inputs(None if method.task == "texture" else content, [style], [1.0])
     size = job["size"]
     out: dict = {"method": method.name, "size": size}
     # warm-up: weights, oneDNN kernels
-    _sec_per_iteration(method, inputs, 64, "auto", 1)
+    _sec_per_iteration(method, inputs, 128, "auto", 1)  # 128: the smallest size every method takes
     out["sec_per_iter"] = _sec_per_iteration(method, inputs, size, "auto", job["iters"])
     out["sec_per_iter_fp32"] = _sec_per_iteration(method, inputs, size, "fp32", job["iters"])
     if job.get("full"):
-        params = (make(method.Params, size=size) if method.task == "transfer"
-                  else make(method.Params, size=f"{size}x{size}"))
+        params = _params(method, size)
         t = time.perf_counter()
         method.run(inputs, params)
         out["default_seconds"] = time.perf_counter() - t

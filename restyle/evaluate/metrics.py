@@ -217,11 +217,16 @@ def main(argv: Sequence[str]) -> int:
     import argparse
     import json
 
+    if "--video" in argv:  # the temporal metrics of stylised videos (video_main)
+        return video_main(argv)
+
     parser = argparse.ArgumentParser(
         prog="restyle evaluate",
         description="Quality metrics of stylised outputs. Repeat --output/--content/--style for "
                     "several triples (the n-th of each go together). " +
-                    "; ".join(f"{k}: {v} is better" for k, v in DIRECTIONS.items()) + ".")
+                    "; ".join(f"{k}: {v} is better" for k, v in DIRECTIONS.items()) + ". "
+                    "For videos: restyle evaluate --video OUT --input IN [--style S] "
+                    "(see restyle evaluate --video X --help).")
     parser.add_argument("--output", action="append", required=True, metavar="OUT",
                         help="stylised image (repeatable)")
     parser.add_argument("--content", action="append", required=True, metavar="C",
@@ -260,6 +265,137 @@ def main(argv: Sequence[str]) -> int:
     if ns.json:
         try:
             json_path.write_text(json.dumps({"directions": DIRECTIONS, "results": rows}, indent=2))
+        except OSError as e:
+            raise RestyleError(f"cannot write {json_path}: {e.strerror or e}") from None
+        print(f"wrote {json_path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- video
+
+#: Width the frames are scaled to for the temporal warping error (the issue's protocol).
+WARP_WIDTH = 512
+
+
+def temporal_warping_error(outputs, inputs, width: int = WARP_WIDTH, preset: str = "medium",
+                           frames: int = 0) -> dict:
+    """Temporal warping error of a stylised video: how much it flickers along the motion.
+
+    For each pair of consecutive frames, DIS optical flow (``preset``) is computed
+    forward and backward between the *input* frames, both scaled to ``width`` pixels
+    wide; Ruder et al.'s consistency check keeps the pixels the flow can be trusted
+    on (see :func:`restyle.video.consistency`). The error of the pair is the mean
+    squared difference between output frame t and output frame t-1 warped by that
+    flow, over the trusted pixels and the three channels, on a 0-1 RGB scale, times
+    1000. ``outputs`` and ``inputs`` are iterables of frames (PIL images, (H, W, 3)
+    uint8 arrays or (1, 3, H, W) tensors), read one at a time; the output frames are
+    scaled to the input frames' scaled size. At most ``frames`` frames (0: all).
+
+    Returns ``{"mean": ..., "pairs": [...], "trusted": mean share of trusted pixels}``.
+    Lower is better; 0 for a video that moves exactly with the flow.
+    """
+    from ..video import consistency, flows, warp
+
+    def tensor(frame, size=None) -> torch.Tensor:
+        img = imaging.load_image(frame, "frame")
+        if size is None:
+            size = (width, max(2, round(img.height * width / img.width)))
+        return imaging.to_tensor(imaging.resize(img, size)), size
+
+    pairs, trusted = [], []
+    prev_in = prev_out = None
+    for t, (out, inp) in enumerate(zip(outputs, inputs)):
+        if frames and t >= frames:
+            break
+        x_in, size = tensor(inp)
+        x_out, _ = tensor(out, size)
+        if prev_in is not None:
+            fw, bw = flows(prev_in, x_in, preset)
+            c = torch.from_numpy(consistency(fw, bw))[None, None]
+            warped = warp(prev_out, bw)
+            denom = 3.0 * float(c.sum())
+            if denom > 0:
+                pairs.append(1000.0 * float((c * (x_out - warped) ** 2).sum()) / denom)
+            trusted.append(float(c.mean()))
+        prev_in, prev_out = x_in, x_out
+    if not pairs:
+        raise RestyleError("the temporal warping error needs at least two frames with "
+                           "trusted motion")
+    return {"mean": float(np.mean(pairs)), "pairs": pairs, "trusted": float(np.mean(trusted))}
+
+
+def video_main(argv: Sequence[str]) -> int:
+    """``restyle evaluate --video OUT --input IN``: temporal warping error (and, with
+    ``--style``, the mean style distance of the frames) of stylised videos."""
+    import argparse
+    import json
+
+    from ..video import iter_frames, probe
+
+    parser = argparse.ArgumentParser(
+        prog="restyle evaluate --video",
+        description="Temporal metrics of stylised videos. warp: the temporal warping error "
+                    "(mean squared RGB difference, 0-1 scale, x1000, between output frame t "
+                    "and output frame t-1 warped by the DIS flow of the input frames, over "
+                    "the pixels Ruder's consistency check trusts; frames scaled to --width); "
+                    "lower is better. gram / w2: the style distances of single frames to "
+                    "--style, averaged over frames; lower is better.")
+    parser.add_argument("--video", action="append", required=True, metavar="OUT",
+                        help="stylised video or frame folder (repeatable)")
+    parser.add_argument("--input", action="append", required=True, metavar="IN",
+                        help="the input video it was made from (one for all, or one per --video)")
+    parser.add_argument("--style", default=None, metavar="S",
+                        help="the style image: also report the frames' style distances")
+    parser.add_argument("--frames", type=int, default=0, metavar="N",
+                        help="only the first N frames (0: all)")
+    parser.add_argument("--width", type=int, default=WARP_WIDTH,
+                        help=f"frames are scaled to this width (default {WARP_WIDTH})")
+    parser.add_argument("--flow-preset", default="medium", choices=("ultrafast", "fast", "medium"),
+                        help="DIS optical flow preset (default medium)")
+    parser.add_argument("--style-every", type=int, default=1, metavar="K",
+                        help="style distances on every K-th frame (default 1)")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="also write the results as JSON")
+    ns = parser.parse_args(argv)
+    if len(ns.input) not in (1, len(ns.video)):
+        raise RestyleError(f"got {len(ns.video)} --video and {len(ns.input)} --input; give one "
+                           "--input for all videos or one per --video")
+    if ns.width < 16 or ns.frames < 0 or ns.style_every < 1:
+        raise RestyleError("--width must be at least 16, --frames at least 0 and --style-every "
+                           "at least 1")
+    json_path = Path(ns.json) if ns.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        raise RestyleError(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+    inputs = ns.input * len(ns.video) if len(ns.input) == 1 else ns.input
+    sources = [(probe(v, what="video"), probe(i, what="input video"))
+               for v, i in zip(ns.video, inputs)]
+    style = _load(ns.style, "style image", 512) if ns.style else None
+    rows = []
+    for (out_src, in_src), name in zip(sources, ns.video):
+        warp_err = temporal_warping_error(iter_frames(out_src, ns.frames),
+                                          iter_frames(in_src, ns.frames), ns.width,
+                                          ns.flow_preset)
+        row = {"video": name, "input": str(in_src.path), "warp": warp_err["mean"],
+               "trusted": warp_err["trusted"], "pairs": warp_err["pairs"]}
+        if style is not None:
+            grams, w2s = [], []
+            for t, frame in enumerate(iter_frames(out_src, ns.frames)):
+                if t % ns.style_every:
+                    continue
+                x = imaging.to_tensor(imaging.resize(frame, imaging.fit_size(*frame.size, 512)))
+                grams.append(gram_distance(x, style)["mean"])
+                w2s.append(gaussian_wasserstein(x, style)["mean"])
+            row.update(gram=float(np.mean(grams)), w2=float(np.mean(w2s)))
+        rows.append(row)
+    width = max(len("video"), *(len(r["video"]) for r in rows))
+    cols = ["warp", "trusted"] + (["gram", "w2"] if style is not None else [])
+    print(f"{'video':{width}s} " + " ".join(f"{c + ('' if c == 'trusted' else '↓'):>9s}"
+                                            for c in cols))
+    for r in rows:
+        print(f"{r['video']:{width}s} " + " ".join(f"{r[c]:9.4f}" for c in cols))
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps({"results": rows}, indent=2))
         except OSError as e:
             raise RestyleError(f"cannot write {json_path}: {e.strerror or e}") from None
         print(f"wrote {json_path}")

@@ -69,4 +69,4 @@ def all_methods() -> list[type[Method]]:
 
 
 def _load_builtin() -> None:
-    from . import adain, gatys, network, style_swap, texture, wct  # noqa: F401  (registration side effect)
+    from . import adain, analogy, dream, gatys, mrf, network, portilla, portrait, style_swap, texture, wct  # noqa: F401  (registration side effect)

@@ -4,8 +4,13 @@ The output is optimised so that its deep features match the content photo's and
 its Gram matrices match the style image's. Extensions from Gatys et al. (2017),
 "Controlling perceptual factors": colour preservation (luminance-only transfer,
 colour-histogram matching), spatial scale (``style_scale``) and a coarse-to-fine
-pyramid for large outputs. Several styles are blended by mixing their Gram
-matrices with the given weights.
+pyramid for large outputs, and spatial control: a different style (or none) per
+masked region, with guided statistics and a feathered composite.
+
+The style statistic is selectable (``style_loss``: Gram, mean/std, MMD kernels,
+Gaussian W2, sliced Wasserstein; see restyle/style_losses.py). Several styles are
+blended by matching the weighted mixture of their feature distributions (for
+Gram: mixing the Gram matrices with the given weights).
 """
 
 from __future__ import annotations
@@ -18,14 +23,12 @@ import torch
 from .. import imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
-from ..losses import content_loss, gram_loss, gram_matrix, total_variation
+from ..losses import content_loss, total_variation
+from ..masks import Region, composite, coverage, mask_at, plan_regions
 from ..optimize import Engine, Objective, Progress, pyramid_sizes, run_pyramid
 from ..params import param, parse_layer_weights
+from ..style_losses import STYLE_LOSS_NAMES, get_style_loss, style_targets, style_term
 from . import Inputs, Method, register
-
-#: Style weight that ``strength=0.5`` stands for: the calibrated balance of the
-#: relative content and style losses (see losses.py) that gives the classic look.
-STYLE_BALANCE = 100.0
 
 
 @dataclass
@@ -63,7 +66,25 @@ class GatysParams:
     pooling: str = param("max", "VGG pooling", choices=("max", "avg"))
     weights: str = param("hed", "feature network: 'hed' (embedded VGG16) or a torchvision "
                          "VGG16/VGG19 .pth path or URL", metavar="hed|PATH|URL")
-    seed: int = param(0, "random seed (noise init, reproducible output)", min=0)
+    style_loss: str = param("gram", "style statistic to match: gram (Gatys), meanstd (channel "
+                            "mean and std), mmd-linear / mmd-poly / mmd-gauss (MMD kernels), w2 "
+                            "(mean and covariance, Wasserstein-2), sliced (sliced Wasserstein)",
+                            choices=STYLE_LOSS_NAMES)
+    masks: str = param("", "one mask image per style, comma-separated, same order: white = "
+                       "that style's region; pixels no mask covers keep the photo",
+                       metavar="M1,M2")
+    style_masks: str = param("", "optional mask per style image: only its white part is the "
+                             "style (e.g. the sky of a painting)", metavar="M1,M2")
+    object_mask: str = param("", "stylise only the white part of this mask image; the rest "
+                             "keeps the photo", metavar="PATH")
+    box: str = param("", "stylise only the object inside this box (photo pixels), cut out with "
+                     "GrabCut; needs restyle[masks]", metavar="x0,y0,x1,y1")
+    invert_mask: bool = param(False, "with --object-mask or --box: stylise everything but "
+                              "the object")
+    feather: float = param(4.0, "width in pixels of the soft seam where masked regions meet "
+                           "the photo", min=0.0, max=512.0, metavar="PIXELS")
+    seed: int = param(0, "random seed (noise init, random projections, reproducible output)",
+                      min=0)
 
 
 def level_iterations(final: int, levels: int) -> list[int]:
@@ -88,36 +109,6 @@ def initial_image(init: str, content: torch.Tensor, size: tuple[int, int], seed:
     return imaging.resize_tensor(img, size)
 
 
-def style_targets(vgg, styles: Sequence[torch.Tensor], weights: Sequence[float],
-                  layers: Sequence[str], area: float, scale: float, bf16: bool,
-                  wrap: bool = False) -> dict[str, torch.Tensor]:
-    """Blended Gram targets: each style resized so its area is ``area * scale**2``."""
-    total = sum(weights)
-    grams: dict[str, torch.Tensor] = {}
-    for style, w in zip(styles, weights):
-        if w == 0:
-            continue
-        h, w_ = style.shape[-2:]
-        k = (area * scale * scale / (h * w_)) ** 0.5
-        size = (max(16, round(h * k)), max(16, round(w_ * k)))
-        s = imaging.resize_tensor(style, size, wrap=wrap)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            feats = vgg(s, list(layers))
-        for name in layers:
-            g = gram_matrix(feats[name]) * (w / total)
-            grams[name] = grams[name] + g if name in grams else g
-    return grams
-
-
-def style_term(grams: dict[str, torch.Tensor], layer_weights: dict[str, float]) -> Objective:
-    norm = sum(layer_weights.values()) or 1.0
-    obj = Objective()
-    for name, lw in layer_weights.items():
-        obj = obj + Objective.term("style", lambda f, _, n=name: gram_loss(f[n], grams[n]),
-                                   [name], lw / norm)
-    return obj
-
-
 class GatysProblem:
     """One Gatys transfer set up for the engine: pyramid sizes, targets per level, init.
 
@@ -126,8 +117,12 @@ class GatysProblem:
     """
 
     def __init__(self, content: torch.Tensor, styles: list[torch.Tensor],
-                 style_weights: list[float], p: GatysParams):
+                 style_weights: list[float], p: GatysParams,
+                 regions: list[Region] | None = None):
         self.p = p
+        self.loss = get_style_loss(p.style_loss, p.seed)
+        self.regions = regions or [Region(None, list(range(len(styles))), list(style_weights),
+                                          [None] * len(styles))]
         self.content_lw = parse_layer_weights(p.content_layers, "--content-layers")
         self.style_lw = parse_layer_weights(p.style_layers, "--style-layers")
         self.vgg = get_vgg(p.weights, pooling=p.pooling)
@@ -146,7 +141,9 @@ class GatysProblem:
         self.iterations = level_iterations(p.iterations, len(self.sizes))
         s = p.strength
         self.cw = p.content_weight * (1.0 - s)
-        self.sw = p.style_weight * STYLE_BALANCE * (s / max(1.0 - s, 1e-3))
+        # the style weight that strength 0.5 stands for is the loss's calibrated balance
+        # (100 for Gram: the classic look; see style_losses.py)
+        self.sw = p.style_weight * self.loss.balance * (s / max(1.0 - s, 1e-3))
 
     def objective(self, size: tuple[int, int], bf16: bool) -> Objective:
         """The loss at one pyramid level: targets computed at that size."""
@@ -155,14 +152,20 @@ class GatysProblem:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             cf = vgg(c, list(clw))
         cf = {k: v.float() for k, v in cf.items()}
-        grams = style_targets(vgg, self.styles, self.style_weights, list(self.style_lw),
-                              size[0] * size[1], self.p.style_scale, bf16)
         norm = sum(clw.values()) or 1.0
         obj = Objective()
         for name, lw in clw.items():
             obj = obj + Objective.term("content", lambda f, _, n=name: content_loss(f[n], cf[n]),
                                        [name], self.cw * lw / norm)
-        obj = obj + self.sw * style_term(grams, self.style_lw)
+        for region in self.regions:
+            targets = style_targets(self.loss, vgg, [self.styles[i] for i in region.styles],
+                                    region.weights, list(self.style_lw), size[0] * size[1],
+                                    self.p.style_scale, bf16, style_masks=region.style_masks)
+            mask = None if region.mask is None else mask_at(region.mask, size)
+            # a region's term is weighted by its area, so each of its pixels feels the same
+            # balance of content and style as in an unmasked transfer
+            obj = obj + (self.sw * region.area) * style_term(self.loss, targets, self.style_lw,
+                                                             mask)
         if self.p.tv_weight:
             obj = obj + Objective.term("tv", lambda _, img: total_variation(img), (),
                                        self.p.tv_weight)
@@ -176,7 +179,10 @@ class GatysProblem:
 
     def finish(self, out: torch.Tensor) -> torch.Tensor:
         if self.p.preserve_color == "luminance":
-            return imaging.combine_luminance(out, self.content)
+            out = imaging.combine_luminance(out, self.content)
+        cover = coverage(self.regions)
+        if cover is not None:  # what no region covers is the photo, behind a feathered seam
+            out = composite(out, self.content, cover, self.p.feather)
         return out
 
     def solve(self, callbacks: Sequence[Callable[[Progress], None]] = ()) -> torch.Tensor:
@@ -191,9 +197,11 @@ class GatysProblem:
 
 def stylize_by_optimization(content: torch.Tensor, styles: list[torch.Tensor],
                             style_weights: list[float], p: GatysParams,
-                            callbacks: Sequence[Callable[[Progress], None]] = ()) -> torch.Tensor:
-    """Gatys transfer on tensors (content at its final size, styles at any size)."""
-    return GatysProblem(content, styles, style_weights, p).solve(callbacks)
+                            callbacks: Sequence[Callable[[Progress], None]] = (),
+                            regions: list[Region] | None = None) -> torch.Tensor:
+    """Gatys transfer on tensors (content at its final size, styles at any size);
+    ``regions`` (see masks.plan_regions) give each masked region its own style."""
+    return GatysProblem(content, styles, style_weights, p, regions).solve(callbacks)
 
 
 @register
@@ -201,7 +209,8 @@ class Gatys(Method):
     name = "gatys"
     family = "image-optimization"
     task = "transfer"
-    summary = "Gatys et al. 2016: optimise pixels to match VGG content features and style Grams"
+    summary = ("Gatys et al. 2016: optimise pixels to match VGG content features and style "
+               "statistics (Gram or another --style-loss), optionally per masked region")
     Params = GatysParams
 
     def run(self, inputs: Inputs, params: GatysParams, callbacks=()) -> torch.Tensor:
@@ -212,4 +221,9 @@ class Gatys(Method):
         w, h = imaging.fit_size(*inputs.content.size, params.size)
         content = imaging.to_tensor(imaging.resize(inputs.content, (w, h)))
         styles = [imaging.to_tensor(s) for s in inputs.styles]
-        return stylize_by_optimization(content, styles, inputs.style_weights, params, callbacks)
+        regions = plan_regions(content, inputs.content.size, len(styles), inputs.style_weights,
+                               masks=params.masks, style_masks=params.style_masks,
+                               object_mask=params.object_mask, box=params.box,
+                               invert=params.invert_mask, styles=styles)
+        return stylize_by_optimization(content, styles, inputs.style_weights, params, callbacks,
+                                       regions)

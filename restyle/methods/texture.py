@@ -1,8 +1,9 @@
 """Gatys, Ecker & Bethge (2015): texture synthesis with Gram matrices of VGG features.
 
-Starting from noise, an image is optimised until its Gram matrices match the
-exemplar's on several layers. ``tileable`` uses circular padding in the network
-and a periodic pyramid, so the result tiles without seams.
+Starting from noise, an image is optimised until its Gram matrices (or another
+style statistic, ``style_loss``) match the exemplar's on several layers.
+``tileable`` uses circular padding in the network and a periodic pyramid, so the
+result tiles without seams.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..optimize import Engine, pyramid_sizes, run_pyramid
 from ..params import param, parse_layer_weights
+from ..style_losses import STYLE_LOSS_NAMES, get_style_loss, style_targets, style_term
 from . import Inputs, Method, register
-from .gatys import level_iterations, style_targets, style_term
+from .gatys import level_iterations
 
 
 @dataclass
@@ -44,7 +46,10 @@ class TextureParams:
                          choices=("max", "avg"))
     weights: str = param("hed", "feature network: 'hed' or a torchvision VGG .pth path or URL",
                          metavar="hed|PATH|URL")
-    seed: int = param(0, "random seed of the starting noise", min=0)
+    style_loss: str = param("gram", "statistic matched: gram (Gatys 2015), meanstd, mmd-linear, "
+                            "mmd-poly, mmd-gauss, w2 (mean and covariance) or sliced (sliced "
+                            "Wasserstein, Heitz et al. 2021)", choices=STYLE_LOSS_NAMES)
+    seed: int = param(0, "random seed of the starting noise and random projections", min=0)
 
 
 def parse_size(spec: str) -> tuple[int, int]:
@@ -93,11 +98,13 @@ class Texture(Method):
         iters = level_iterations(p.iterations, len(sizes))
         top = sizes[-1]
 
+        loss = get_style_loss(p.style_loss, p.seed)
+
         def make_objective(size):
             k = size[0] / top[0]  # the exemplar shrinks with the level, as the canvas does
-            grams = style_targets(vgg, exemplars, inputs.style_weights, list(layer_w),
-                                  ex_area * k * k, p.scale, engine.bf16)
-            return 100.0 * style_term(grams, layer_w)
+            targets = style_targets(loss, vgg, exemplars, inputs.style_weights, list(layer_w),
+                                    ex_area * k * k, p.scale, engine.bf16)
+            return loss.balance * style_term(loss, targets, layer_w)
 
         def init(size):
             g = torch.Generator().manual_seed(p.seed)
