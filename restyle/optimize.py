@@ -163,6 +163,14 @@ class Engine:
             raise ValueError(f"line_search must be None or 'strong_wolfe', not {line_search!r}")
         self.line_search = line_search
 
+    @classmethod
+    def from_params(cls, vgg: VGG, p, callbacks: Sequence[Callback] = ()) -> "Engine":
+        """The engine a method's parameters ask for (``optimizer``, ``lr`` with 0 meaning
+        the optimizer's default, ``precision`` and ``line_search`` where the method has them)."""
+        line_search = getattr(p, "line_search", "none")
+        return cls(vgg, getattr(p, "optimizer", "lbfgs"), getattr(p, "lr", 0) or None,
+                   p.precision, callbacks, None if line_search == "none" else line_search)
+
     def loss(self, image: torch.Tensor, objective: Objective) -> tuple[torch.Tensor, dict]:
         layers = objective.layers
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
@@ -284,3 +292,23 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
         done += n
     assert image is not None
     return image
+
+
+class PyramidProblem:
+    """An image optimised coarse-to-fine on the :class:`Engine`.
+
+    Subclasses set ``vgg``, ``p`` (parameters with ``seed``, ``precision`` and, if they
+    have them, ``optimizer``/``lr``/``line_search``), ``sizes`` and ``iterations`` (one
+    per level), and define ``objective(size, bf16)`` and ``init(size)``; ``finish`` may
+    post-process the result (colour, compositing).
+    """
+
+    def finish(self, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+    def solve(self, callbacks: Sequence[Callback] = ()) -> torch.Tensor:
+        engine = Engine.from_params(self.vgg, self.p, callbacks)
+        torch.manual_seed(self.p.seed)
+        out = run_pyramid(engine, self.sizes, self.iterations,
+                          lambda size: self.objective(size, engine.bf16), self.init)
+        return self.finish(out)

@@ -1,7 +1,6 @@
 """Style networks: shapes, conditional instance norm and blending, files, training, the
 network method (API, CLI), `restyle models` and ONNX export."""
 
-import json
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import torch
 from PIL import Image
 
 import restyle
-from restyle import imaging
 from restyle.errors import RestyleError
 from restyle.tiling import Grid, Moments, axis_spans, axis_weights
 from restyle.transforms import channel_stats

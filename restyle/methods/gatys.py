@@ -25,7 +25,7 @@ from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
 from ..masks import Region, composite, coverage, mask_at, plan_regions
-from ..optimize import Engine, Objective, Progress, pyramid_sizes, run_pyramid
+from ..optimize import Objective, Progress, PyramidProblem, pyramid_sizes
 from ..params import param, parse_layer_weights
 from ..style_losses import STYLE_LOSS_NAMES, get_style_loss, style_targets, style_term
 from . import Inputs, Method, register
@@ -109,7 +109,7 @@ def initial_image(init: str, content: torch.Tensor, size: tuple[int, int], seed:
     return imaging.resize_tensor(img, size)
 
 
-class GatysProblem:
+class GatysProblem(PyramidProblem):
     """One Gatys transfer set up for the engine: pyramid sizes, targets per level, init.
 
     Kept apart from the optimization loop so that benchmarks and other methods can
@@ -184,15 +184,6 @@ class GatysProblem:
         if cover is not None:  # what no region covers is the photo, behind a feathered seam
             out = composite(out, self.content, cover, self.p.feather)
         return out
-
-    def solve(self, callbacks: Sequence[Callable[[Progress], None]] = ()) -> torch.Tensor:
-        p = self.p
-        engine = Engine(self.vgg, p.optimizer, p.lr or None, p.precision, callbacks,
-                        line_search=None if p.line_search == "none" else p.line_search)
-        torch.manual_seed(p.seed)
-        out = run_pyramid(engine, self.sizes, self.iterations,
-                          lambda size: self.objective(size, engine.bf16), self.init)
-        return self.finish(out)
 
 
 def stylize_by_optimization(content: torch.Tensor, styles: list[torch.Tensor],

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ from .. import imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, mrf_loss, total_variation
-from ..optimize import Engine, Objective, Progress, pyramid_sizes, run_pyramid
+from ..optimize import Objective, PyramidProblem, pyramid_sizes
 from ..params import param, parse_layer_weights
 from ..patches import extract_patches, ncc_match, normalize_patches
 from ..semantic import MapPair, pair_maps
@@ -194,7 +194,7 @@ def style_banks(vgg, copies, layers: Sequence[str], patch_size: int, stride: int
 
 # ----------------------------------------------------------------------------- the problem
 
-class MRFProblem:
+class MRFProblem(PyramidProblem):
     """One MRF synthesis set up for the engine: pyramid sizes, style patches per level."""
 
     def __init__(self, content: torch.Tensor | None, style: torch.Tensor, size: tuple[int, int],
@@ -210,6 +210,7 @@ class MRFProblem:
         self.vgg.check_layers(list(self.style_lw) + list(self.content_lw))
         h, w = size
         self.sizes = pyramid_sizes(h, w, p.min_size) if p.min_size else [(h, w)]
+        self.iterations = [p.iterations] * len(self.sizes)
         coarse = self.sizes[0]
         # the deepest style layer (relu4_1: 1/8 of the pixels) must hold a patch at the
         # coarsest level
@@ -308,14 +309,6 @@ class MRFProblem:
             return (mean + 0.02 * torch.randn(1, 3, *size, generator=g)).clamp(0, 1)
         img = imaging.to_tensor(imaging.load_image(p.init, "init image"))
         return imaging.resize_tensor(img, size)
-
-    def solve(self, callbacks: Sequence[Callable[[Progress], None]] = ()) -> torch.Tensor:
-        p = self.p
-        engine = Engine(self.vgg, "lbfgs", None, p.precision, callbacks)
-        torch.manual_seed(p.seed)
-        iters = [p.iterations] * len(self.sizes)
-        return run_pyramid(engine, self.sizes, iters,
-                           lambda size: self.objective(size, engine.bf16), self.init)
 
 
 def load_maps(p: MRFParams) -> MapPair | None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -40,7 +39,7 @@ from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
 from ..masks import mask_at
-from ..optimize import Engine, Objective, Progress, pyramid_sizes, run_pyramid
+from ..optimize import Objective, PyramidProblem, pyramid_sizes
 from ..params import param, parse_layer_weights
 from ..style_losses import get_style_loss, style_targets, style_term
 from . import Inputs, Method, register
@@ -157,7 +156,7 @@ def prepare(photo: torch.Tensor, painting: torch.Tensor, p: PortraitParams,
     return PortraitSetup(content, photo, warped, cover, style, photo_face, painting_face)
 
 
-class PortraitProblem:
+class PortraitProblem(PyramidProblem):
     """One portrait transfer set up for the engine: pyramid sizes, targets per level."""
 
     def __init__(self, setup: PortraitSetup, p: PortraitParams):
@@ -215,15 +214,6 @@ class PortraitProblem:
         if self.p.color == "photo":
             out = imaging.combine_luminance(out, self.s.photo)
         return out
-
-    def solve(self, callbacks: Sequence[Callable[[Progress], None]] = ()) -> torch.Tensor:
-        p = self.p
-        engine = Engine(self.vgg, p.optimizer, p.lr or None, p.precision, callbacks,
-                        line_search=None if p.line_search == "none" else p.line_search)
-        torch.manual_seed(p.seed)
-        out = run_pyramid(engine, self.sizes, self.iterations,
-                          lambda size: self.objective(size, engine.bf16), self.init)
-        return self.finish(out)
 
 
 @register

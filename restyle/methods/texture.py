@@ -80,8 +80,7 @@ class Texture(Method):
         vgg = get_vgg(p.weights, pooling=p.pooling,
                       padding="circular" if p.tileable else "zeros")
         vgg.check_layers(list(layer_w))
-        engine = Engine(vgg, p.optimizer, p.lr or None, p.precision, callbacks,
-                        line_search=None if p.line_search == "none" else p.line_search)
+        engine = Engine.from_params(vgg, p, callbacks)
         exemplars = [imaging.to_tensor(s) for s in inputs.styles]
         # Texture elements keep their size in pixels (times ``scale``): a bigger canvas
         # shows more of the texture, not bigger elements.

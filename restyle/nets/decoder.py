@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import CHANNELS, VGG_BLOCKS, _atomic_save_safetensors
+from ..backbone import CHANNELS, VGG_BLOCKS, _atomic_save_safetensors, read_safetensors_metadata
 from ..errors import RestyleError
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -206,23 +206,7 @@ class Decoder(nn.Module):
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a decoder file, without loading the weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise RestyleError(f"decoder weights not found: {path}"
-                           + (" (it is a folder)" if path.is_dir() else ""))
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-    except Exception as e:  # truncated, garbage, not safetensors
-        raise RestyleError(f"{path} is not a readable safetensors file "
-                           f"(corrupt or another format: {e})") from None
-    if meta.get("format") != FORMAT:
-        raise RestyleError(f"{path} is a safetensors file but not a restyle decoder")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise RestyleError(f"{path} is a decoder of format version {meta.get('format_version')}, "
-                           f"this restyle reads version {FORMAT_VERSION}; update restyle")
-    return meta
+    return read_safetensors_metadata(path, FORMAT, FORMAT_VERSION, "decoder")
 
 
 def load_decoder(path: str | Path, level: str | None = None, device: str | torch.device = "cpu"

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import _atomic_save_safetensors
+from ..backbone import _atomic_save_safetensors, read_safetensors_metadata
 from ..errors import RestyleError
 
 FORMAT = "restyle.stylenet"
@@ -194,22 +194,7 @@ class StyleNet(nn.Module):
 
 def read_stylenet_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a style network file, without loading its weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise RestyleError(f"style network not found: {path}")
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-    except Exception as e:
-        raise RestyleError(f"{path} is not a readable safetensors file "
-                           f"(corrupt or another format: {e})") from None
-    if meta.get("format") != FORMAT:
-        raise RestyleError(f"{path} is a safetensors file but not a restyle style network")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise RestyleError(f"{path} has style network format {meta.get('format_version')}, "
-                           f"this restyle reads {FORMAT_VERSION}; update restyle")
-    return meta
+    return read_safetensors_metadata(path, FORMAT, FORMAT_VERSION, "style network")
 
 
 def load_stylenet(path: str | Path) -> StyleNet:
