@@ -260,20 +260,42 @@ def combine_luminance(luma_rgb: torch.Tensor, color_from: torch.Tensor) -> torch
     return yiq_to_rgb(torch.cat([y, iq], 1)).clamp(0, 1)
 
 
-def linear_color_transfer(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Recolour ``source`` so its RGB mean and covariance match ``reference``'s.
+def color_stats(t: torch.Tensor, weight: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB mean (3, 1) and covariance (3, 3) of an image (1, 3, H, W), in float64;
+    with ``weight`` (1, 1, H, W) >= 0 the weighted ones (a soft region)."""
+    x = t[0].reshape(3, -1).double()
+    if weight is None:
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        cov = xc @ xc.T / xc.shape[1]
+    else:
+        w = weight.reshape(1, -1).double()
+        w = w / w.sum().clamp_min(1e-12)
+        mu = (x * w).sum(1, keepdim=True)
+        xc = x - mu
+        cov = (xc * w) @ xc.T
+    return mu, cov + 1e-5 * torch.eye(3, dtype=x.dtype)
+
+
+def mix_color_stats(stats: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of the mixture of colour distributions with these weights."""
+    total = sum(weights)
+    mu = sum(w / total * m for (m, _), w in zip(stats, weights))
+    second = sum(w / total * (c + m @ m.T) for (m, c), w in zip(stats, weights))
+    return mu, second - mu @ mu.T
+
+
+def apply_color_stats(source: torch.Tensor, mu_r: torch.Tensor, cov_r: torch.Tensor,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Recolour ``source`` so its RGB mean and covariance (where ``weight`` is, if given)
+    become ``mu_r``, ``cov_r``.
 
     The symmetric (principal-axes) solution of Gatys et al. (2017), section 5.2:
     x' = A (x - mu_s) + mu_r with A = C_r^(1/2) C_s^(-1/2), which keeps the
     source's structure and takes the reference's palette.
     """
-    def stats(t):
-        x = t[0].reshape(3, -1).double()
-        mu = x.mean(1, keepdim=True)
-        xc = x - mu
-        cov = xc @ xc.T / xc.shape[1] + 1e-5 * torch.eye(3, dtype=x.dtype)
-        return x, mu, cov
-
     def sqrtm(c, inverse=False):
         vals, vecs = torch.linalg.eigh(c)
         vals = vals.clamp_min(1e-8).sqrt()
@@ -281,11 +303,16 @@ def linear_color_transfer(source: torch.Tensor, reference: torch.Tensor) -> torc
             vals = 1.0 / vals
         return vecs @ torch.diag(vals) @ vecs.T
 
-    x, mu_s, cov_s = stats(source)
-    _, mu_r, cov_r = stats(reference)
-    a = sqrtm(cov_r) @ sqrtm(cov_s, inverse=True)
-    out = (a @ (x - mu_s) + mu_r).reshape(source.shape[1:]).unsqueeze(0)
+    mu_s, cov_s = color_stats(source, weight)
+    a = (sqrtm(cov_r) @ sqrtm(cov_s, inverse=True)).float()
+    x = source[0].reshape(3, -1).float()
+    out = (a @ (x - mu_s.float()) + mu_r.float()).reshape(source.shape[1:]).unsqueeze(0)
     return out.to(source.dtype).clamp(0, 1)
+
+
+def linear_color_transfer(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Recolour ``source`` so its RGB mean and covariance match ``reference``'s."""
+    return apply_color_stats(source, *color_stats(reference))
 
 
 def histogram_match(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

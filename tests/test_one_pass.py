@@ -248,7 +248,7 @@ DECODER_ARGS = {"adain": lambda m: {"decoder": dec_file(m, "relu4_1")},
 
 @pytest.mark.parametrize("method", ["adain", "wct", "style-swap"])
 def test_alpha_zero_is_the_reconstruction_and_alpha_one_stylises(method, models, content, style):
-    kw = dict(method=method, size=SIZE, style_size=48, precision="fp32",
+    kw = dict(method=method, size=SIZE, style_size=48, precision="fp32", palette="decoder",
               **DECODER_ARGS[method](models))
     plain = restyle.transfer(content, style, alpha=0.0, **kw)
     assert plain.size == OUT_WH
@@ -284,6 +284,55 @@ def test_style_weights_blend_styles(method, models, content, style):
     assert np.abs(mixed - single).mean() > 1 and np.abs(mixed - other).mean() > 1
     assert np.abs(mostly - single).mean() < np.abs(mixed - single).mean()
     assert np.abs(mostly - other).mean() > np.abs(mixed - other).mean()
+
+
+@pytest.mark.parametrize("method", ["adain", "wct", "style-swap"])
+def test_palette_takes_the_style_colours_mixed_with_the_photo_by_alpha(method, models, content):
+    from skimage import data
+    style = np.asarray(Image.fromarray(data.coffee()).resize((72, 48), Image.LANCZOS))
+    kw = dict(method=method, size=SIZE, style_size=48, precision="fp32",
+              **DECODER_ARGS[method](models))
+    style_mu, style_cov = imaging.color_stats(imaging.to_tensor(Image.fromarray(style)))
+    photo_mu, photo_cov = imaging.color_stats(content_tensor(content))
+
+    def error(img, mu, cov):
+        m, c = imaging.color_stats(imaging.to_tensor(img))
+        return float((m - mu).abs().max()), float((c - cov).abs().max())
+
+    matched = error(restyle.transfer(content, style, **kw), style_mu, style_cov)
+    decoded = error(restyle.transfer(content, style, palette="decoder", **kw), style_mu, style_cov)
+    # the tiny random decoders clip a lot, so exact statistics are not expected; much closer
+    assert matched[0] < decoded[0] / 2 and matched[1] < decoded[1]
+    photo = error(restyle.transfer(content, style, alpha=0.0, **kw), photo_mu, photo_cov)
+    photo_decoded = error(restyle.transfer(content, style, alpha=0.0, palette="decoder", **kw),
+                          photo_mu, photo_cov)
+    assert photo[0] < photo_decoded[0] / 2
+
+
+def test_colour_statistics_transfer_and_mixture_maths():
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[0.8, 0.1, 0.0], [0.3, 0.5, 0.1], [0.0, 0.2, 0.4]])
+    source = (0.5 + 0.1 * torch.einsum("ij,bjhw->bihw", mix, torch.randn(1, 3, 40, 40,
+                                                                        generator=g))).clamp(0, 1)
+    a = imaging.color_stats(torch.rand(1, 3, 30, 30, generator=g) * 0.3 + 0.4)
+    b = imaging.color_stats(torch.rand(1, 3, 30, 30, generator=g) * 0.2 + 0.3)
+    target = imaging.mix_color_stats([a, b], [0.25, 0.75])
+    # mixture moments: the statistics of the pooled samples
+    both = torch.cat([torch.full((1, 3, 10, 30), 0.2), torch.full((1, 3, 30, 30), 0.6)], 2)
+    mu, cov = imaging.mix_color_stats([imaging.color_stats(both[:, :, :10]),
+                                       imaging.color_stats(both[:, :, 10:])], [1, 3])
+    pooled = imaging.color_stats(both)
+    assert torch.allclose(mu, pooled[0], atol=1e-6) and torch.allclose(cov, pooled[1], atol=1e-4)
+    out = imaging.apply_color_stats(source, *target)
+    got = imaging.color_stats(out)
+    assert torch.allclose(got[0], target[0], atol=2e-3) and torch.allclose(got[1], target[1],
+                                                                           atol=2e-3)
+    # a weighted region: only its statistics are matched
+    weight = torch.zeros(1, 1, 40, 40)
+    weight[..., :20] = 1
+    region = imaging.apply_color_stats(source, *target, weight=weight)
+    got = imaging.color_stats(region, weight)
+    assert torch.allclose(got[0], target[0], atol=2e-3)
 
 
 def test_luminance_preservation_keeps_the_photo_colours(models, content, style):

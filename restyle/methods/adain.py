@@ -71,4 +71,4 @@ class AdaIN(Method):
         out = stylize_level(vgg, dec, prep.content, LEVEL,
                             [transform(m, s) for m, s in style_stats], weights, prep.masks,
                             params.alpha, bf16, auto_tile(params, prep.size))
-        return prep.finish(out)
+        return prep.finish(out, params)

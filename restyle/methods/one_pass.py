@@ -59,6 +59,10 @@ class OnePassParams:
     preserve_color: str = param("none", "keep the photo's colours: 'luminance' transfers only "
                                 "luminance, 'histogram' recolours the style first",
                                 choices=("none", "luminance", "histogram"))
+    palette: str = param("style", "colours of the result: 'style' matches its colour mean and "
+                         "covariance to the style's (mixed with the photo's by alpha), "
+                         "correcting the decoder's colour cast; 'decoder' keeps the decoded "
+                         "colours", choices=("style", "decoder"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
                            choices=("auto", "bf16", "fp32"))
     masks: str = param("", "one mask image per style (comma-separated): white paints that "
@@ -84,11 +88,33 @@ class Prepared:
     def size(self) -> tuple[int, int]:
         return tuple(self.photo.shape[-2:])
 
-    def finish(self, out: torch.Tensor) -> torch.Tensor:
-        """The decoded image; for luminance transfer with the photo's chroma (YIQ)."""
+    def finish(self, out: torch.Tensor, p: OnePassParams) -> torch.Tensor:
+        """The decoded image; for luminance transfer with the photo's chroma (YIQ); with
+        ``palette='style'`` recoloured to the target palette (:meth:`match_palette`)."""
         if self.preserve_color == "luminance":
             return imaging.combine_luminance(out, self.photo)
-        return out.clamp(0, 1)
+        out = out.clamp(0, 1)
+        return self.match_palette(out, p.alpha) if p.palette == "style" else out
+
+    def match_palette(self, out: torch.Tensor, alpha: float) -> torch.Tensor:
+        """Give ``out`` the colour mean and covariance the transfer aims at: the styles'
+        colour distributions mixed by their weights, then with the photo's by ``alpha``.
+        With masks each style's region gets its own style's colours, what no mask covers
+        the photo's."""
+        photo = imaging.color_stats(self.photo)
+        styles = [imaging.color_stats(s) for s in self.styles]
+        if self.masks is None:
+            target = imaging.mix_color_stats(
+                [imaging.mix_color_stats(styles, self.weights), photo], [alpha, 1 - alpha])
+            return imaging.apply_color_stats(out, *target)
+        regions = [(mask, imaging.mix_color_stats([stats, photo], [alpha, 1 - alpha]))
+                   for stats, mask in zip(styles, self.masks)]
+        regions.append(((1 - sum(self.masks)).clamp_min(0), photo))  # what stays the photo
+        result = torch.zeros_like(out)
+        for mask, target in regions:
+            if float(mask.max()) > 0:
+                result += mask * imaging.apply_color_stats(out, *target, weight=mask)
+        return result.clamp(0, 1)
 
 
 def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:

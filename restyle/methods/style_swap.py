@@ -90,4 +90,4 @@ class StyleSwap(Method):
                       params.alpha)
             out = invert_by_optimization(vgg, t, prep.content, params.iterations,
                                          params.precision, callbacks)
-        return prep.finish(out)
+        return prep.finish(out, params)

@@ -85,4 +85,4 @@ class WCT(Method):
             image = stylize_level(vgg, decoders[lv], image, lv,
                                   [transform(fs[lv]) for fs in style_feats], prep.weights,
                                   prep.masks, params.alpha, bf16, tile)
-        return prep.finish(image)
+        return prep.finish(image, params)
