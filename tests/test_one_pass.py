@@ -263,8 +263,11 @@ def test_alpha_zero_is_the_reconstruction_and_alpha_one_stylises(method, models,
 
 def test_wct_runs_all_five_levels_from_the_models_folder(monkeypatch, models, content, style):
     monkeypatch.setenv("RESTYLE_MODELS", str(models))
-    out = restyle.transfer(content, style, method="wct", size=SIZE, style_size=48)
+    out = restyle.transfer(content, style, method="wct", size=SIZE, style_size=48,
+                           levels="5,4,3,2,1")
     assert out.size == OUT_WH
+    default = restyle.transfer(content, style, method="wct", size=SIZE, style_size=48)
+    assert np.abs(pixels(out) - pixels(default)).mean() > 1  # default 4,3,2,1
     three = restyle.transfer(content, style, method="wct", size=SIZE, style_size=48, levels="3")
     assert np.abs(pixels(out) - pixels(three)).mean() > 1
 

@@ -40,8 +40,10 @@ from .one_pass import OnePassParams, auto_tile, encode_style, prepare, stylize_l
 class WCTParams(OnePassParams):
     alpha: float = param(0.6, "style strength at every level: 0 decodes the image's own "
                          "features, 1 the whitened-coloured ones", min=0.0, max=1.0)
-    levels: str = param("5,4,3,2,1", "relu{k}_1 levels to transform, coarse to fine "
-                        "(a subset such as 4,3 uses fewer decoders)", metavar="5,4,3,2,1")
+    levels: str = param("4,3,2,1", "relu{k}_1 levels to transform, coarse to fine "
+                        "(a subset such as 4,3 uses fewer decoders; 5,4,3,2,1 as in the paper "
+                        "needs a relu5_1 decoder, which restyle does not ship yet)",
+                        metavar="4,3,2,1")
     decoder_dir: str = param("", "folder holding decoder_relu{k}_1.safetensors (default: "
                              "restyle's models/, or $RESTYLE_MODELS)", metavar="DIR")
 
@@ -60,7 +62,8 @@ class WCT(Method):
     name = "wct"
     family = "model-optimization"
     task = "transfer"
-    summary = "Li et al. 2017: whitening-colouring transforms relu5_1..relu1_1, one decoder each"
+    summary = ("Li et al. 2017: whitening-colouring transforms coarse to fine (relu4_1..relu1_1 "
+               "by default), one decoder each")
     Params = WCTParams
 
     def run(self, inputs: Inputs, params: WCTParams, callbacks=()) -> torch.Tensor:
