@@ -15,6 +15,14 @@ from typing import Any
 from .errors import RestyleError
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: a mistake raises RestyleError, which every
+    ``restyle`` command prints as ``restyle: error: ...`` with exit code 2."""
+
+    def error(self, message: str):
+        raise RestyleError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def param(default: Any, help: str, choices: typing.Sequence | None = None,
           min: float | None = None, max: float | None = None, metavar: str | None = None):
     """A dataclass field with the metadata the CLI and docs are generated from."""

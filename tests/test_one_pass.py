@@ -232,7 +232,7 @@ def test_a_missing_decoder_is_one_actionable_line(monkeypatch, tmp_path, content
 # ----------------------------------------------------------------------------- the methods
 
 def reconstruction(models, method, image) -> torch.Tensor:
-    """What alpha=0 must give: the decoder(s) applied to the content's own features."""
+    """What strength=0 must give: the decoder(s) applied to the content's own features."""
     vgg = get_vgg()
     levels = {"adain": ["relu4_1"], "style-swap": ["relu3_1"], "wct": ["relu3_1", "relu2_1"]}
     for level in levels[method]:
@@ -247,16 +247,16 @@ DECODER_ARGS = {"adain": lambda m: {"decoder": dec_file(m, "relu4_1")},
 
 
 @pytest.mark.parametrize("method", ["adain", "wct", "style-swap"])
-def test_alpha_zero_is_the_reconstruction_and_alpha_one_stylises(method, models, content, style):
+def test_strength_zero_is_the_reconstruction_and_strength_one_stylises(method, models, content, style):
     kw = dict(method=method, size=SIZE, style_size=48, precision="fp32",
               **DECODER_ARGS[method](models))
-    plain = restyle.transfer(content, style, alpha=0.0, **kw)
+    plain = restyle.transfer(content, style, strength=0.0, **kw)
     assert plain.size == OUT_WH
     expected = pixels(imaging.to_pil(reconstruction(models, method, content_tensor(content))))
     assert expected.std() > 10  # the random decoders draw something
     assert np.abs(pixels(plain) - expected).max() <= 1
-    styled = pixels(restyle.transfer(content, style, alpha=1.0, **kw))
-    half = pixels(restyle.transfer(content, style, alpha=0.5, **kw))
+    styled = pixels(restyle.transfer(content, style, strength=1.0, **kw))
+    half = pixels(restyle.transfer(content, style, strength=0.5, **kw))
     assert np.abs(styled - expected).mean() > 2
     assert 0 < np.abs(half - expected).mean() < np.abs(styled - expected).mean()
 
@@ -318,9 +318,9 @@ def test_style_swap_inverse_by_optimization_needs_no_decoder(monkeypatch, tmp_pa
 def test_cli_runs_the_one_pass_methods(monkeypatch, models, content, style, tmp_path, capsys):
     style_file = tmp_path / "style.png"
     Image.fromarray(style).save(style_file)
-    runs = {"adain": ["--decoder", dec_file(models, "relu4_1"), "--alpha", "0.8"],
+    runs = {"adain": ["--decoder", dec_file(models, "relu4_1"), "--strength", "0.8"],
             "style-swap": ["--decoder", dec_file(models, "relu3_1"), "--patch-size", "1"],
-            "wct": ["--levels", "3,2,1", "--alpha", "0.5"]}
+            "wct": ["--levels", "3,2,1", "--strength", "0.5"]}
     monkeypatch.setenv("RESTYLE_MODELS", str(models))  # used by wct
     for method, extra in runs.items():
         out = tmp_path / f"{method}.png"
@@ -331,7 +331,7 @@ def test_cli_runs_the_one_pass_methods(monkeypatch, models, content, style, tmp_
 
 
 @pytest.mark.parametrize("params, pattern", [
-    (dict(method="adain", alpha=1.5), "--alpha must be at most 1"),
+    (dict(method="adain", strength=1.5), "--strength must be at most 1"),
     (dict(method="adain", style_size=8), "--style-size must be at least 16"),
     (dict(method="adain", iterations=3), "unknown parameter"),
     (dict(method="adain", decoder="RELU3"), "decodes relu3_1 features, but a relu4_1 decoder"),
@@ -355,6 +355,6 @@ def test_methods_listing_shows_the_one_pass_methods(capsys):
     for name in ("adain", "wct", "style-swap"):
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert "model-optimization" in line and "transfer" in line
-    for flag in ("--alpha", "--decoder", "--style-size", "--levels", "--decoder-dir",
+    for flag in ("--strength", "--decoder", "--style-size", "--levels", "--decoder-dir",
                  "--patch-size", "--invert"):
         assert flag in out

@@ -31,13 +31,26 @@ class NetworkParams:
     model: str = param("", "style network: a name from `restyle models` or a .safetensors "
                        f"path (default: {DEFAULT_MODEL})", metavar="NAME|PATH")
     size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
-    preserve_color: str = param("none", "keep the photo's colours: 'luminance' keeps its "
-                                "colours and takes the stylised luminance",
-                                choices=("none", "luminance"))
+    strength: float = param(1.0, "style strength: the stylised image mixed with the photo "
+                            "(0 = the photo, 1 = the network's output)", min=0.0, max=1.0)
+    preserve_color: str = param("none", "keep the photo's colours: 'luminance' takes the "
+                                "stylised luminance with the photo's chroma, 'histogram' "
+                                "recolours the output to the photo's palette",
+                                choices=("none", "luminance", "histogram"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
                            choices=("auto", "bf16", "fp32"))
     runtime: str = param("torch", "run with PyTorch or with onnxruntime (ONNX export)",
                          choices=("torch", "onnx"))
+
+
+def style_for_painting(model: str, painting: str) -> str:
+    """The style of ``model`` trained on the painting file ``painting`` (matched by its file
+    name without extension, as ``restyle train style`` names styles)."""
+    from pathlib import Path
+    stem = Path(painting).stem
+    if stem not in get_stylenet(model).styles:
+        raise RestyleError(f"the {model} model has no style {stem!r}")
+    return stem
 
 
 def default_model() -> str:
@@ -78,5 +91,7 @@ class Network(Method):
         else:
             out = net.stylize(photo, weights, resolve_precision(params.precision))
         if params.preserve_color == "luminance":
-            return imaging.combine_luminance(out, photo)
-        return out.clamp(0, 1)
+            out = imaging.combine_luminance(out, photo)
+        elif params.preserve_color == "histogram":
+            out = imaging.color_transfer(out.float(), photo)
+        return torch.lerp(photo, out.float(), params.strength).clamp(0, 1)
