@@ -346,6 +346,8 @@ def cmd_video(argv: Sequence[str]) -> int:
                         help="continue an interrupted run from its last finished frame")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUTPUT if it exists (and drop an unfinished run)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one line of JSON instead of the 'wrote' line")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_arguments(parser, VideoParams)
     add_arguments(parser, method.Params)
@@ -393,6 +395,14 @@ def cmd_video(argv: Sequence[str]) -> int:
         if state["bar"] is not None:
             state["bar"].close()
     fps = float(result.fps)
+    if ns.json:
+        print(json.dumps({"input": ns.input, "output": str(result.path.resolve()),
+                          "method": method.name, "styles": list(ns.styles),
+                          "style_weights": weights, "params": {**video_opts, **params},
+                          "frames": result.frames, "resumed": result.resumed,
+                          "size": list(result.size), "fps": fps, "audio": result.audio,
+                          "seconds": round(result.seconds, 4)}))
+        return 0
     extra = f", {result.resumed} resumed" if result.resumed else ""
     print(f"wrote {result.path.resolve()} ({result.frames} frames{extra}, {result.size[0]}x"
           f"{result.size[1]}, {fps:.3g} fps{', ' + result.audio if result.audio else ''}; "
@@ -554,19 +564,24 @@ def cmd_train(argv: Sequence[str]) -> int:
         echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
 
 
-def cmd_models(argv: Sequence[str]) -> int:
-    from .api import models
-    parser = ArgumentParser(prog="restyle models",
-                            description="List the installed style networks (with their styles) "
-                                        "and decoders.")
-    parser.add_argument("--json", action="store_true", help="print the listing as JSON")
+def _facts_command(argv: Sequence[str], prog: str, description: str, facts, show) -> int:
+    """A command that prints what ``facts()`` returns: as text by ``show``, or with --json
+    as JSON."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--json", action="store_true", help="print it as JSON")
     ns = parser.parse_args(argv)
-    found = models()
+    found = facts()
     if ns.json:
         print(json.dumps(found, indent=1))
-        return 0
-    _print_models(found)
+    else:
+        show(found)
     return 0
+
+
+def cmd_models(argv: Sequence[str]) -> int:
+    from .api import models
+    return _facts_command(argv, "restyle models", "List the installed style networks (with "
+                          "their styles) and decoders.", models, _print_models)
 
 
 def _print_models(found: dict) -> None:
@@ -589,15 +604,12 @@ def _print_models(found: dict) -> None:
 
 def cmd_info(argv: Sequence[str]) -> int:
     from .api import info
-    parser = ArgumentParser(prog="restyle info",
-                            description="Versions (restyle, torch, onnxruntime, Python), CPU, "
-                                        "threads, device and the installed models.")
-    parser.add_argument("--json", action="store_true", help="print it as JSON")
-    ns = parser.parse_args(argv)
-    facts = info()
-    if ns.json:
-        print(json.dumps(facts, indent=1))
-        return 0
+    return _facts_command(argv, "restyle info", "Versions (restyle, torch, onnxruntime, "
+                          "Python), CPU, threads, device and the installed models.", info,
+                          _print_info)
+
+
+def _print_info(facts: dict) -> None:
     print(f"restyle {facts['restyle']}, torch {facts['torch']}, onnxruntime "
           f"{facts['onnxruntime'] or 'not installed'}, Python {facts['python']}")
     print(f"cpu: {facts['cpu']}, {facts['cores']} cores, bfloat16 support: {facts['bf16_cpu']}")
@@ -605,7 +617,6 @@ def cmd_info(argv: Sequence[str]) -> int:
           "OMP_NUM_THREADS to change)")
     print(f"device: {facts['device']} (CUDA available for training: {facts['cuda_available']})")
     _print_models(facts)
-    return 0
 
 
 def cmd_styles(argv: Sequence[str]) -> int:

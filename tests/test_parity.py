@@ -18,22 +18,12 @@ import restyle
 from restyle.api import parse_style_specs
 from restyle.cli import main
 from restyle.errors import RestyleError
-from restyle.methods import all_methods, get_method
+from restyle.methods import all_methods
 
 from .conftest import ROOT
-from .test_stylenet import random_net
+from .test_stylenet import models  # noqa: F401  (fixture: the two-style network "tiny")
 
 SIZE = ["--size", "48"]
-
-
-@pytest.fixture
-def models(tmp_path, monkeypatch):
-    """A tiny two-style network installed as the model ``tiny``."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    random_net(("starry", "udnie"), width=8, blocks=1).save(folder / "tiny.safetensors")
-    monkeypatch.setenv("RESTYLE_MODELS", str(folder))
-    return folder
 
 
 def run_cli(args, capsys):

@@ -1,9 +1,14 @@
 """Trained style networks (Johnson et al. 2016; Dumoulin et al. 2017): one forward pass.
 
 The styles are names inside a trained model (``restyle models`` lists them), not
-images: ``restyle transfer photo.jpg --model painters --style starry_night:0.3
---style udnie:0.7``. Several styles are blended by mixing the networks's
-conditional-instance-norm parameters with the weights (normalised to sum to 1).
+images: ``restyle transfer photo.jpg --model painters --style starry_night:0.3,udnie:0.7``.
+Several styles are blended by mixing the network's conditional-instance-norm parameters
+with the weights (normalised to sum to 1).
+
+``strength`` mixes the output with the photo pixel by pixel (a style network has no
+feature space to blend in, unlike AdaIN's alpha); ``preserve_color`` keeps the photo's
+colours (luminance: the stylised Y with the photo's chroma; histogram: the output recoloured
+to the photo's palette), before the mix.
 
 ``runtime="onnx"`` runs the model's ONNX export (see :mod:`restyle.nets.onnx_export`)
 with onnxruntime instead of PyTorch.
