@@ -246,11 +246,15 @@ def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int
                    "repeats": repeats, "threads": torch.get_num_threads()}
             if out_dir is not None:
                 job["save"] = str(out_dir / f"{name}-{mode}-{size}.png")
-            row = _spawn("peer", job)
+            try:
+                row = _spawn("peer", job)
+            except RestyleError as e:  # e.g. a photo the rival refuses: say so, go on
+                row = {"mode": mode, "size": size, "unavailable": str(e)}
             row["same_painting"] = mode == "style-image"
             rows.append(row)
-    return {"name": name, "version": rows[0]["version"], "onnxruntime": rows[0]["onnxruntime"],
-            "threads": rows[0]["threads"], "rows": rows}
+    ran = next((r for r in rows if "version" in r), {})
+    return {"name": name, "version": ran.get("version"), "onnxruntime": ran.get("onnxruntime"),
+            "threads": torch.get_num_threads(), "rows": rows}
 
 
 def add_ratios(result: dict) -> None:
@@ -261,7 +265,7 @@ def add_ratios(result: dict) -> None:
     for r in result["one_pass"]:
         mode = next((m for m, methods in MODES.items() if r["method"] in methods), None)
         match = next((p for p in peer.get("rows", []) if p["mode"] == mode and
-                      p["size"] == r["size"]), None)
+                      p["size"] == r["size"] and "seconds" in p), None)
         if match is not None and "seconds" in r:
             r["vs_peer"] = {"mode": mode, "peer_seconds": match["seconds"],
                             "ratio": r["seconds"] / match["seconds"]}
