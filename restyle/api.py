@@ -158,8 +158,9 @@ def info() -> dict:
         ort = importlib.metadata.version("onnxruntime")
     except importlib.metadata.PackageNotFoundError:
         ort = None
-    return {**machine_info(), "onnxruntime": ort, "interop_threads": torch.get_num_interop_threads(),
-            "device": "cpu", "cuda_available": torch.cuda.is_available(), **models()}
+    return {**machine_info(), "onnxruntime": ort,
+            "interop_threads": torch.get_num_interop_threads(), "device": "cpu",
+            "cuda_available": torch.cuda.is_available(), **models()}
 
 
 def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture",

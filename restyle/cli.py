@@ -635,7 +635,8 @@ def cmd_styles(argv: Sequence[str]) -> int:
     parser.add_argument("--json", action="store_true",
                         help="print the result as one line of JSON instead of the 'wrote' line")
     add_arguments(parser, NetworkParams, skip=("size",))
-    parser.add_argument("--size", type=int, default=256, help="long side of each tile (default 256)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="long side of each tile (default 256)")
     ns = parser.parse_args(argv)
     params = vars(from_namespace(NetworkParams, ns))
     if ns.columns < 0:
@@ -643,7 +644,8 @@ def cmd_styles(argv: Sequence[str]) -> int:
     ns.snapshot_every, ns.quiet = 0, True
     _run_with_progress(lambda _, out: style_sheet(_source(ns.photo), columns=ns.columns,
                                                   output=out, overwrite=True, **params),
-                       ns, _output(ns), {"input": ns.photo, "params": params})
+                       ns, _output(ns),
+                       {"input": ns.photo, "method": "network", "params": params})
     return 0
 
 

