@@ -7,7 +7,9 @@ as keyword arguments (see ``restyle methods``), and return a PIL image. With
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 from PIL import Image
@@ -37,35 +39,52 @@ def _weights(n: int, style_weights: Sequence[float] | None) -> list[float]:
     return weights
 
 
+def parse_style_specs(specs: Sequence[str], files: bool = False) -> tuple[list[str], list[float]]:
+    """Styles with blend weights, written ``"a:0.3,b:0.7"``, as items ``["a:0.3", "b:0.7"]``
+    or both; a style without ``:WEIGHT`` weighs 1. With ``files`` the styles are image paths:
+    an item naming an existing file is taken whole (its name may hold ':' or ',')."""
+    names, weights = [], []
+    for spec in specs:
+        items = [spec] if files and Path(spec).is_file() else spec.split(",")
+        for item in filter(None, (i.strip() for i in items)):
+            name, w = item, ""
+            if ":" in item and not (files and Path(item).is_file()):
+                name, _, w = item.rpartition(":")
+            try:
+                weights.append(float(w) if w else 1.0)
+            except ValueError:
+                raise RestyleError(f"bad style weight in {item!r}: write STYLE or STYLE:WEIGHT, "
+                                   "blends as a:0.5,b:0.5") from None
+            names.append(name.strip())
+    return names, weights
+
+
 def parse_style_names(styles: Sequence, style_weights: Sequence[float] | None
                       ) -> tuple[list[str], list[float]]:
-    """Style names with weights, from ``["a", "b"]`` plus weights or ``["a:0.3", "b:0.7"]``."""
-    names, weights = [], []
-    for s in styles:
-        if not isinstance(s, str):
-            raise RestyleError("this method takes style names (see `restyle models`), "
-                               "not images")
-        name, _, w = s.partition(":")
-        try:
-            weights.append(float(w) if w else 1.0)
-        except ValueError:
-            raise RestyleError(f"bad style weight in {s!r}: write NAME or NAME:WEIGHT") from None
-        names.append(name.strip())
+    """Style names with weights, from ``["a", "b"]`` plus weights, ``["a:0.3", "b:0.7"]``
+    or ``["a:0.3,b:0.7"]``."""
+    if not all(isinstance(s, str) for s in styles):
+        raise RestyleError("this method takes style names (see `restyle models`), not images")
+    names, weights = parse_style_specs(styles)
     if style_weights is not None:
         weights = _weights(len(names), style_weights)
     return names, _weights(len(names), weights)
 
 
 def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
-             method: str = "gatys", style_weights: Sequence[float] | None = None,
+             method: str | None = None, style_weights: Sequence[float] | None = None,
              output: str | os.PathLike | None = None, overwrite: bool = False,
              callbacks: Sequence[Callable[[Progress], None]] = (), **params) -> Image.Image:
     """Render ``content`` in the style of ``style`` (one image or a list to blend).
 
-    ``style_weights`` blends several styles (normalised to sum to 1). Remaining
-    keyword arguments are the method's parameters, e.g. ``size=512,
-    strength=0.7, preserve_color="luminance"``. Returns a PIL RGB image.
+    ``content`` and the style images may be paths, PIL images, arrays, tensors or encoded
+    image bytes. ``style_weights`` blends several styles (normalised to sum to 1).
+    Remaining keyword arguments are the method's parameters, e.g. ``size=512,
+    strength=0.7, preserve_color="luminance"``. ``method`` defaults to ``"network"`` (a
+    trained style network; the styles are names in it, blends as ``"a:0.3,b:0.7"``) when
+    ``model=`` is given, else ``"gatys"``. Returns a PIL RGB image.
     """
+    method = method or ("network" if params.get("model") else "gatys")
     styles = _styles(style)
     if not styles:
         raise RestyleError("give at least one style image")
@@ -77,6 +96,71 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
         imaging.load_image(content, "content image"),
         [imaging.load_image(s, "style image") for s in styles],
         _weights(len(styles), style_weights)))
+
+
+def style_sheet(content: ImageLike, *, model: str = "", size: int = 256, columns: int = 0,
+                output: str | os.PathLike | None = None, overwrite: bool = False,
+                **params) -> Image.Image:
+    """A contact sheet of every style of a trained network on ``content``: the photo first,
+    then one labelled tile per style at ``size`` px (long side). ``model`` is a name from
+    ``restyle models`` or a file (default: the default model); further keyword arguments
+    are the network method's (``strength``, ``preserve_color``, ``runtime``...)."""
+    from .methods.network import default_model
+    from .nets.stylenet import get_stylenet
+    out_path = imaging.check_output_path(output, overwrite) if output is not None else None
+    model = model or default_model()
+    net = get_stylenet(model)
+    photo = imaging.load_image(content, "content image")
+    tiles = [("photo", imaging.resize(photo, imaging.fit_size(*photo.size, size)))]
+    tiles += [(name, transfer(photo, name, method="network", model=model, size=size, **params))
+              for name in net.styles]
+    sheet = imaging.labelled_grid(tiles, size, columns or math.ceil(math.sqrt(len(tiles))))
+    if out_path is not None:
+        imaging.save_image(sheet, out_path, overwrite=True)
+    return sheet
+
+
+def models() -> dict:
+    """The installed style networks (with their styles) and decoders, as ``restyle models``
+    lists them: ``{"models_dir", "models": {name: {...}}, "decoders": {level: {...}}}``."""
+    import json
+
+    from .nets.decoder import LEVELS, default_decoder_path, read_metadata
+    from .nets.stylenet import installed_models, models_dir, read_stylenet_metadata
+    nets = {}
+    for name, path in installed_models().items():
+        meta = read_stylenet_metadata(path)
+        nets[name] = {"path": str(path), "styles": json.loads(meta["styles"]),
+                      "steps": meta.get("steps")}
+    decoders = {}
+    for level in LEVELS:
+        p = default_decoder_path(level)
+        entry: dict = {"path": str(p), "installed": p.exists()}
+        if p.exists():
+            try:
+                meta = read_metadata(p)
+                entry.update(steps=meta.get("steps"), heldout_psnr=meta.get("heldout_psnr"))
+            except RestyleError as e:
+                entry["error"] = str(e)
+        decoders[level] = entry
+    return {"models_dir": str(models_dir()), "models": nets, "decoders": decoders}
+
+
+def info() -> dict:
+    """What ``restyle info`` prints: versions (restyle, torch, onnxruntime, Python), CPU,
+    threads, the device restyle runs on, and :func:`models`."""
+    import importlib.metadata
+
+    import torch
+
+    from .evaluate.bench import machine_info
+    try:
+        ort = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        ort = None
+    return {**machine_info(), "onnxruntime": ort,
+            "interop_threads": torch.get_num_interop_threads(), "device": "cpu",
+            "cuda_available": torch.cuda.is_available(), **models()}
 
 
 def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture",

@@ -8,6 +8,7 @@ fix print one line and exit with code 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from . import __version__, imaging
 from .errors import RestyleError
 from .methods import all_methods, get_method
 from .optimize import Progress
-from .params import add_arguments, describe, from_namespace, parse_floats
+from .params import ArgumentParser, add_arguments, describe, from_namespace, parse_floats
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -55,12 +56,37 @@ class ProgressPrinter:
 
 # ----------------------------------------------------------------------------- commands
 
+#: The file name that means standard input (for an input image) or output (-o).
+STDIO = "-"
+
+
 def _common_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, ...)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="output image (.png, .jpg, ...), or - for PNG bytes on standard "
+                             "output")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                         help="also save the image every N iterations into OUTPUT_snapshots/")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one line of JSON (input, output, method, "
+                             "params, size, seconds) instead of the 'wrote' line")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _source(spec: str):
+    """An input image argument: ``-`` reads the image bytes from standard input."""
+    return sys.stdin.buffer if spec == STDIO else spec
+
+
+def _output(ns) -> Path | None:
+    """The checked output path, or None for standard output (``-o -``)."""
+    if ns.output != STDIO:
+        return imaging.check_output_path(ns.output, ns.overwrite)
+    if ns.json:
+        raise RestyleError("--json and -o - both use standard output; write the image to a file")
+    if ns.snapshot_every:
+        raise RestyleError("--snapshot-every needs an output file, not -o -")
+    return None
 
 
 def _method_name(argv: Sequence[str], default: str) -> str:
@@ -70,19 +96,30 @@ def _method_name(argv: Sequence[str], default: str) -> str:
     return ns.method
 
 
-def _run_with_progress(fn, ns, out: Path):
+def _run_with_progress(fn, ns, out: Path | None, record: dict) -> None:
+    """Run ``fn(callbacks, out)`` (an API call that writes ``out`` and returns the image),
+    then report: the PNG on standard output when ``out`` is None, else a 'wrote' line or,
+    with --json, ``record`` completed with the output, its size and the seconds."""
     printer = ProgressPrinter(ns.quiet, ns.snapshot_every,
                               out.with_name(out.stem + "_snapshots") if ns.snapshot_every else None)
     start = time.perf_counter()
     try:
-        fn([printer])
+        image = fn([printer], out)
     finally:
         printer.close()
-    print(f"wrote {out.resolve()} ({time.perf_counter() - start:.1f} s)")
+    seconds = time.perf_counter() - start
+    if out is None:
+        sys.stdout.buffer.write(imaging.image_bytes(image))
+        sys.stdout.flush()
+    elif ns.json:
+        print(json.dumps({**record, "output": str(out.resolve()), "size": list(image.size),
+                          "seconds": round(seconds, 4)}), flush=True)
+    else:
+        print(f"wrote {out.resolve()} ({seconds:.1f} s)", flush=True)
 
 
 def cmd_transfer(argv: Sequence[str]) -> int:
-    from .api import transfer
+    from .api import parse_style_specs, transfer
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default=None)
     pre.add_argument("--model", default=None)
@@ -93,17 +130,19 @@ def cmd_transfer(argv: Sequence[str]) -> int:
         raise RestyleError(f"method {method.name!r} is a {method.task} method; "
                            f"use restyle {method.task}")
     by_name = method.style_kind == "name"
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle transfer",
-        description="Render CONTENT in the style of STYLE (several styles are blended). With "
-                    "a trained style network (--model NAME), the styles are names in the "
-                    "model: --style starry_night:0.3 --style udnie:0.7.")
-    parser.add_argument("content", help="content photo")
+        description="Render CONTENT in the style of STYLE (several styles are blended: "
+                    "a.jpg:0.3,b.jpg:0.7). With a trained style network (--model NAME), the "
+                    "styles are names in the model: --style starry_night:0.3,udnie:0.7. "
+                    "CONTENT may be a folder of photos (then -o names the output folder) or - "
+                    "(image bytes on standard input); -o - writes PNG bytes to standard output.")
+    parser.add_argument("content", help="content photo, a folder of photos, or - for stdin")
     parser.add_argument("styles", nargs="*", metavar="style",
                         help="style image(s); for --model, style names")
-    parser.add_argument("--style", action="append", default=[], metavar="STYLE[:W]",
+    parser.add_argument("--style", action="append", default=[], metavar="STYLE[:W][,...]",
                         dest="style_opts", help="a style (image, or name in the model) with an "
-                        "optional blend weight; repeat to blend")
+                        "optional blend weight; a:0.5,b:0.5 or repeat to blend")
     parser.add_argument("--method", default=method.name, help="method (see `restyle methods`)")
     parser.add_argument("--style-weights", default="", metavar="W1,W2",
                         help="blend weights of the style images, e.g. 0.7,0.3")
@@ -111,24 +150,67 @@ def cmd_transfer(argv: Sequence[str]) -> int:
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
-    styles = list(ns.styles) + list(ns.style_opts)
+    styles, weights = parse_style_specs(list(ns.styles) + list(ns.style_opts), files=not by_name)
     if not styles:
-        raise RestyleError("give a style: an image" + (" name of the model (see `restyle "
-                                                       "models`)" if by_name else "") +
-                           ", e.g. restyle transfer photo.jpg style.jpg -o out.png")
-    weights = parse_floats(ns.style_weights, "--style-weights") if ns.style_weights else None
-    if not by_name:
-        if ns.style_opts and any(":" in s and not Path(s).exists() for s in ns.style_opts):
-            images, ws = [], []
-            for s in styles:
-                path, _, w = s.rpartition(":") if ":" in s and not Path(s).exists() else (s, "", "")
-                images.append(path)
-                ws.append(parse_floats(w, "--style weight")[0] if w else 1.0)
-            styles, weights = images, weights or ws
-    out = imaging.check_output_path(ns.output, ns.overwrite)
-    _run_with_progress(lambda cbs: transfer(ns.content, styles, method=method.name,
-                                            style_weights=weights, output=out, overwrite=True,
-                                            callbacks=cbs, **vars(params)), ns, out)
+        raise RestyleError("give a style: " + ("a style name of the model (see `restyle "
+                                               "models`), e.g. --style udnie" if by_name else
+                                               "an image, e.g. restyle transfer photo.jpg "
+                                               "style.jpg -o out.png"))
+    if ns.style_weights:
+        weights = parse_floats(ns.style_weights, "--style-weights")
+    record = {"method": method.name, "styles": styles, "style_weights": weights,
+              "params": vars(params)}
+
+    def run(photo):
+        return lambda cbs, out: transfer(photo, styles, method=method.name, style_weights=weights,
+                                         output=out, overwrite=True, callbacks=cbs,
+                                         **vars(params))
+
+    if ns.content != STDIO and Path(ns.content).is_dir():
+        return _transfer_folder(Path(ns.content), ns, run, record)
+    out = _output(ns)
+    _run_with_progress(run(_source(ns.content)), ns, out, {"input": ns.content, **record})
+    return 0
+
+
+def _transfer_folder(folder: Path, ns, run, record: dict) -> int:
+    """``restyle transfer FOLDER -o OUT_DIR``: every image of FOLDER into OUT_DIR under its
+    own name (PNG where restyle cannot write the input's format). A photo that cannot be
+    read is reported and skipped (exit code 2 at the end); other errors stop the run."""
+    out_dir = Path(ns.output)
+    if ns.output == STDIO or out_dir.suffix.lower() in imaging.SAVE_FORMATS:
+        raise RestyleError(f"for a folder of photos, -o names an output folder, not {ns.output}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RestyleError(f"cannot write into {out_dir}: it is a file, not a folder")
+    if not out_dir.parent.is_dir():
+        raise RestyleError(f"cannot create {out_dir}: folder {out_dir.parent} does not exist")
+    photos = imaging.image_files(folder)
+    if not photos:
+        raise RestyleError(f"no images in {folder} (looked for "
+                           f"{', '.join(sorted(imaging.READ_SUFFIXES))})")
+    targets = [out_dir / (p.name if p.suffix.lower() in imaging.SAVE_FORMATS else p.stem + ".png")
+               for p in photos]
+    existing = [t for t in targets if t.exists()]
+    if existing and not ns.overwrite:
+        raise RestyleError(f"{len(existing)} of the outputs already exist in {out_dir} (e.g. "
+                           f"{existing[0].name}); pass --overwrite to replace them")
+    out_dir.mkdir(exist_ok=True)
+    failed = 0
+    for photo, target in zip(photos, targets):
+        try:
+            image = imaging.load_image(photo, "content image")
+        except RestyleError as e:
+            failed += 1
+            print(f"restyle: error: {e}; skipped", file=sys.stderr)
+            if ns.json:
+                print(json.dumps({"input": str(photo), "error": str(e)}), flush=True)
+            continue
+        _run_with_progress(run(image), ns, imaging.check_output_path(target, overwrite=True),
+                           {"input": str(photo), **record})
+    if failed:
+        print(f"restyle: error: {failed} of {len(photos)} images in {folder} could not be read",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -138,7 +220,7 @@ def cmd_texture(argv: Sequence[str]) -> int:
     if method.task != "texture":
         raise RestyleError(f"method {method.name!r} is a {method.task} method; "
                            f"use restyle {method.task}")
-    parser = argparse.ArgumentParser(prog="restyle texture",
+    parser = ArgumentParser(prog="restyle texture",
                                      description="Synthesise a new texture like EXEMPLAR.")
     parser.add_argument("exemplar", help="texture exemplar image")
     parser.add_argument("--method", default="texture", help="method (see `restyle methods`)")
@@ -146,9 +228,11 @@ def cmd_texture(argv: Sequence[str]) -> int:
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
-    out = imaging.check_output_path(ns.output, ns.overwrite)
-    _run_with_progress(lambda cbs: texture(ns.exemplar, method=method.name, output=out,
-                                           overwrite=True, callbacks=cbs, **vars(params)), ns, out)
+    _run_with_progress(lambda cbs, out: texture(_source(ns.exemplar), method=method.name,
+                                                output=out, overwrite=True, callbacks=cbs,
+                                                **vars(params)),
+                       ns, _output(ns), {"input": ns.exemplar, "method": method.name,
+                                         "params": vars(params)})
     return 0
 
 
@@ -158,7 +242,7 @@ def cmd_dream(argv: Sequence[str]) -> int:
     if method.task != "dream":
         raise RestyleError(f"method {method.name!r} is a {method.task} method; "
                            f"use restyle {method.task}")
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle dream",
         description="Deep Dream: amplify the patterns that VGG16 layers (or single channels, "
                     "--layers relu4_3:12,87) see in IMAGE, over several octaves.")
@@ -168,16 +252,17 @@ def cmd_dream(argv: Sequence[str]) -> int:
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
-    out = imaging.check_output_path(ns.output, ns.overwrite)
-    _run_with_progress(lambda cbs: dream(ns.image, method=method.name, output=out,
-                                         overwrite=True, callbacks=cbs, **vars(params)), ns, out)
+    _run_with_progress(lambda cbs, out: dream(_source(ns.image), method=method.name, output=out,
+                                              overwrite=True, callbacks=cbs, **vars(params)),
+                       ns, _output(ns), {"input": ns.image, "method": method.name,
+                                         "params": vars(params)})
     return 0
 
 
 def cmd_doodle(argv: Sequence[str]) -> int:
     from .api import doodle
     method = get_method("mrf")
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle doodle",
         description="Semantic style transfer (neural doodle): paint --target-map, a "
                     "colour-coded sketch, with the regions of STYLE that --style-map paints "
@@ -193,19 +278,20 @@ def cmd_doodle(argv: Sequence[str]) -> int:
     if not (params.style_map and params.target_map):
         raise RestyleError("restyle doodle needs --style-map and --target-map (colour-coded "
                            "regions of the style image and of the picture to paint)")
-    out = imaging.check_output_path(ns.output, ns.overwrite)
     kw = vars(params)
+    record = {"input": ns.style, "content": ns.content, "method": method.name, "params": dict(kw)}
     style_map, target_map = kw.pop("style_map"), kw.pop("target_map")
-    _run_with_progress(lambda cbs: doodle(ns.style, style_map=style_map, target_map=target_map,
-                                          content=ns.content, output=out, overwrite=True,
-                                          callbacks=cbs, **kw), ns, out)
+    _run_with_progress(lambda cbs, out: doodle(ns.style, style_map=style_map,
+                                               target_map=target_map, content=ns.content,
+                                               output=out, overwrite=True, callbacks=cbs, **kw),
+                       ns, _output(ns), record)
     return 0
 
 
 def cmd_analogy(argv: Sequence[str]) -> int:
     from .api import analogy
     method = get_method("analogy")
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle analogy",
         description="Deep image analogy (Liao et al. 2017): from A and B' make A' (A's "
                     "content in B''s appearance) and, with --also-b, B (B''s content in A's "
@@ -218,13 +304,15 @@ def cmd_analogy(argv: Sequence[str]) -> int:
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
-    out = imaging.check_output_path(ns.output, ns.overwrite)
+    out = _output(ns)
     b_out = imaging.check_output_path(ns.also_b, ns.overwrite) if ns.also_b else None
-    _run_with_progress(lambda cbs: analogy(ns.a, ns.b_prime, output=out, b_output=b_out,
-                                           overwrite=True, callbacks=cbs, **vars(params)),
-                       ns, out)
-    if b_out is not None:
-        print(f"wrote {b_out.resolve()}")
+    record = {"input": [ns.a, ns.b_prime], "method": method.name, "params": vars(params),
+              "b_output": str(b_out.resolve()) if b_out else None}
+    _run_with_progress(lambda cbs, o: analogy(ns.a, ns.b_prime, output=o, b_output=b_out,
+                                              overwrite=True, callbacks=cbs, **vars(params))[0],
+                       ns, out, record)
+    if b_out is not None and not ns.json:
+        print(f"wrote {b_out.resolve()}", file=sys.stdout if out else sys.stderr)
     return 0
 
 
@@ -237,7 +325,7 @@ def cmd_video(argv: Sequence[str]) -> int:
     if method.task != "transfer":
         raise RestyleError(f"method {method.name!r} is a {method.task} method; video needs a "
                            "transfer method (see `restyle methods`)")
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle video",
         description="Stylise INPUT (a video file: mp4, webm, mov, mkv, gif; or a folder of "
                     "frames) frame by frame with any transfer method, temporally consistent "
@@ -258,6 +346,8 @@ def cmd_video(argv: Sequence[str]) -> int:
                         help="continue an interrupted run from its last finished frame")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUTPUT if it exists (and drop an unfinished run)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one line of JSON instead of the 'wrote' line")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_arguments(parser, VideoParams)
     add_arguments(parser, method.Params)
@@ -305,6 +395,14 @@ def cmd_video(argv: Sequence[str]) -> int:
         if state["bar"] is not None:
             state["bar"].close()
     fps = float(result.fps)
+    if ns.json:
+        print(json.dumps({"input": ns.input, "output": str(result.path.resolve()),
+                          "method": method.name, "styles": list(ns.styles),
+                          "style_weights": weights, "params": {**video_opts, **params},
+                          "frames": result.frames, "resumed": result.resumed,
+                          "size": list(result.size), "fps": fps, "audio": result.audio,
+                          "seconds": round(result.seconds, 4)}))
+        return 0
     extra = f", {result.resumed} resumed" if result.resumed else ""
     print(f"wrote {result.path.resolve()} ({result.frames} frames{extra}, {result.size[0]}x"
           f"{result.size[1]}, {fps:.3g} fps{', ' + result.audio if result.audio else ''}; "
@@ -313,7 +411,7 @@ def cmd_video(argv: Sequence[str]) -> int:
 
 
 def cmd_methods(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="restyle methods",
+    parser = ArgumentParser(prog="restyle methods",
                                      description="List the registered methods and parameters.")
     parser.add_argument("--brief", action="store_true", help="names and summaries only")
     ns = parser.parse_args(argv)
@@ -341,7 +439,7 @@ def _free_name(path: Path) -> Path:
 
 def cmd_demo(argv: Sequence[str]) -> int:
     from .api import transfer
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle demo",
         description="The built-in example: scikit-image's astronaut photo in the style of "
                     "restyle's own demo painting (Gatys, 512 px). Needs no input files.")
@@ -352,9 +450,9 @@ def cmd_demo(argv: Sequence[str]) -> int:
     ns = parser.parse_args(argv)
     from skimage import data
     out = imaging.check_output_path(ns.output) if ns.output else _free_name(Path("restyle-demo.png"))
-    ns.snapshot_every = 0
-    _run_with_progress(lambda cbs: transfer(data.astronaut(), ASSETS / "demo_style.jpg",
-                                            size=ns.size, output=out, callbacks=cbs), ns, out)
+    ns.snapshot_every, ns.json = 0, False
+    _run_with_progress(lambda cbs, o: transfer(data.astronaut(), ASSETS / "demo_style.jpg",
+                                               size=ns.size, output=o, callbacks=cbs), ns, out, {})
     return 0
 
 
@@ -407,7 +505,7 @@ def train_style_cli(argv: Sequence[str]) -> int:
     import dataclasses
 
     from .nets.train_style import StyleTraining, train_style
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle train style",
         description="Train a feed-forward style network on STYLE images: one image gives a "
                     "per-style network, several a multi-style (conditional instance norm) "
@@ -444,7 +542,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     import dataclasses
 
     from .nets.train_decoder import DecoderTraining, train_decoder
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle train decoder",
         description="Train a decoder that inverts VGG16 features at --level. Checkpoints go to "
                     "OUT every few minutes and when the run stops (also on Ctrl-C / SIGTERM); "
@@ -466,36 +564,88 @@ def cmd_train(argv: Sequence[str]) -> int:
         echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
 
 
+def _facts_command(argv: Sequence[str], prog: str, description: str, facts, show) -> int:
+    """A command that prints what ``facts()`` returns: as text by ``show``, or with --json
+    as JSON."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--json", action="store_true", help="print it as JSON")
+    ns = parser.parse_args(argv)
+    found = facts()
+    if ns.json:
+        print(json.dumps(found, indent=1))
+    else:
+        show(found)
+    return 0
+
+
 def cmd_models(argv: Sequence[str]) -> int:
-    from .nets.decoder import LEVELS, default_decoder_path, read_metadata
-    from .nets.stylenet import installed_models, models_dir, read_stylenet_metadata
-    parser = argparse.ArgumentParser(prog="restyle models",
-                                     description="List the installed style networks (with their "
-                                                 "styles) and decoders.")
-    parser.parse_args(argv)
-    folder = models_dir()
-    print(f"models folder: {folder}")
-    models = installed_models()
+    from .api import models
+    return _facts_command(argv, "restyle models", "List the installed style networks (with "
+                          "their styles) and decoders.", models, _print_models)
+
+
+def _print_models(found: dict) -> None:
+    print(f"models folder: {found['models_dir']}")
     print("style networks (restyle transfer PHOTO --model NAME --style STYLE):")
-    for name, path in models.items():
-        meta = read_stylenet_metadata(path)
-        import json
-        print(f"  {name:14s} {', '.join(json.loads(meta['styles']))}  "
-              f"({meta.get('steps', '?')} steps)")
-    if not models:
+    for name, m in found["models"].items():
+        print(f"  {name:14s} {', '.join(m['styles'])}  ({m['steps'] or '?'} steps)")
+    if not found["models"]:
         print("  none (train one with `restyle train style`)")
     print("decoders (adain, wct, style-swap):")
-    for level in LEVELS:
-        p = default_decoder_path(level)
-        if p.exists():
-            try:
-                meta = read_metadata(p)
-                note = f"{meta.get('steps', '?')} steps, held-out PSNR {meta.get('heldout_psnr')}"
-            except RestyleError as e:
-                note = f"unreadable: {e}"
-            print(f"  {level:14s} {note}")
+    for level, d in found["decoders"].items():
+        if not d["installed"]:
+            note = "missing"
+        elif "error" in d:
+            note = f"unreadable: {d['error']}"
         else:
-            print(f"  {level:14s} missing")
+            note = f"{d['steps'] or '?'} steps, held-out PSNR {d['heldout_psnr']}"
+        print(f"  {level:14s} {note}")
+
+
+def cmd_info(argv: Sequence[str]) -> int:
+    from .api import info
+    return _facts_command(argv, "restyle info", "Versions (restyle, torch, onnxruntime, "
+                          "Python), CPU, threads, device and the installed models.", info,
+                          _print_info)
+
+
+def _print_info(facts: dict) -> None:
+    print(f"restyle {facts['restyle']}, torch {facts['torch']}, onnxruntime "
+          f"{facts['onnxruntime'] or 'not installed'}, Python {facts['python']}")
+    print(f"cpu: {facts['cpu']}, {facts['cores']} cores, bfloat16 support: {facts['bf16_cpu']}")
+    print(f"threads: {facts['torch_threads']} (inter-op {facts['interop_threads']}; set "
+          "OMP_NUM_THREADS to change)")
+    print(f"device: {facts['device']} (CUDA available for training: {facts['cuda_available']})")
+    _print_models(facts)
+
+
+def cmd_styles(argv: Sequence[str]) -> int:
+    from .api import style_sheet
+    from .methods.network import NetworkParams
+    parser = ArgumentParser(
+        prog="restyle styles",
+        description="A contact sheet of every style of a trained style network on PHOTO: the "
+                    "photo, then one labelled tile per style, to choose from.")
+    parser.add_argument("photo", help="the photo (or - for stdin)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="sheet image (.png, .jpg, ...), or - for PNG on standard output")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--columns", type=int, default=0,
+                        help="tiles per row (default: about square)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one line of JSON instead of the 'wrote' line")
+    add_arguments(parser, NetworkParams, skip=("size",))
+    parser.add_argument("--size", type=int, default=256,
+                        help="long side of each tile (default 256)")
+    ns = parser.parse_args(argv)
+    params = vars(from_namespace(NetworkParams, ns))
+    if ns.columns < 0:
+        raise RestyleError("--columns must be at least 0")
+    ns.snapshot_every, ns.quiet = 0, True
+    _run_with_progress(lambda _, out: style_sheet(_source(ns.photo), columns=ns.columns,
+                                                  output=out, overwrite=True, **params),
+                       ns, _output(ns),
+                       {"input": ns.photo, "method": "network", "params": params})
     return 0
 
 
@@ -530,6 +680,8 @@ COMMANDS = {
     "demo": (cmd_demo, "run the built-in example (no input files needed)"),
     "train": (cmd_train, "train a network (decoder, style network), resumable"),
     "models": (cmd_models, "list installed style networks and decoders"),
+    "styles": (cmd_styles, "contact sheet: every style of a trained network on one photo"),
+    "info": (cmd_info, "versions, threads, device and installed models"),
     "bench": (cmd_bench, "measure speed and memory; writes BENCHMARKS.md"),
     "compare": (cmd_compare, "methods side by side on contents and styles: sheet with metrics"),
     "evaluate": (cmd_evaluate, "quality metrics of outputs against their content and style"),

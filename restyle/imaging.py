@@ -6,6 +6,7 @@ Everything that touches pixels outside the networks lives here. Tensors are
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -27,6 +28,8 @@ MAX_PIXELS = 100_000_000
 MAX_SIDE = 16384
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                 ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+#: File extensions :func:`image_files` picks from a folder.
+READ_SUFFIXES = frozenset(SAVE_FORMATS) | {".gif"}
 
 
 # ----------------------------------------------------------------------------- loading
@@ -74,7 +77,8 @@ def _from_array(arr: np.ndarray) -> Image.Image:
 
 
 def load_image(src: ImageLike, what: str = "image") -> Image.Image:
-    """Load a path, PIL image, array or tensor as an 8-bit RGB PIL image.
+    """Load a path, PIL image, array, tensor, encoded bytes or a binary stream (such as
+    ``sys.stdin.buffer``) as an 8-bit RGB PIL image.
 
     EXIF orientation is applied, alpha is composited on white, palette, grayscale,
     16-bit and CMYK images are converted. Problems raise ``RestyleError`` with a
@@ -91,34 +95,49 @@ def load_image(src: ImageLike, what: str = "image") -> Image.Image:
         return _from_array(t.numpy())
     if isinstance(src, np.ndarray):
         return _from_array(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(bytes(src)), what, "(image data)")
+    if hasattr(src, "read"):  # a binary stream, read whole (stdin cannot seek)
+        return _decode(io.BytesIO(src.read()), what, str(getattr(src, "name", "(stream)")))
     if not isinstance(src, (str, os.PathLike)):
-        raise RestyleError(f"{what}: expected a file path, PIL image, array or tensor, "
-                           f"not {type(src).__name__}")
+        raise RestyleError(f"{what}: expected a file path, PIL image, array, tensor or image "
+                           f"bytes, not {type(src).__name__}")
     path = Path(src)
     if not path.exists():
         raise RestyleError(f"{what} not found: {path}")
     if path.is_dir():
         raise RestyleError(f"{what} is a folder, not an image file: {path}")
+    return _decode(path, what, str(path))
+
+
+def _decode(source: Path | io.BytesIO, what: str, label: str) -> Image.Image:
+    """Decode a file or in-memory image with the size limit and one-line errors."""
     previous = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RestyleError(f"{what} {path} is too large to decode safely "
+        raise RestyleError(f"{what} {label} is too large to decode safely "
                            f"(more than {MAX_PIXELS // 1_000_000} megapixels)") from None
     except UnidentifiedImageError:
-        raise RestyleError(f"{what} {path} is not an image file restyle can read") from None
+        raise RestyleError(f"{what} {label} is not an image file restyle can read") from None
     except PermissionError:
-        raise RestyleError(f"{what} {path} cannot be read: permission denied") from None
+        raise RestyleError(f"{what} {label} cannot be read: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise RestyleError(f"{what} {path} is damaged or truncated ({e})") from None
+        raise RestyleError(f"{what} {label} is damaged or truncated ({e})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly in ``folder`` (by extension, hidden files left out), sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() in READ_SUFFIXES)
 
 
 # ----------------------------------------------------------------------------- tensors
@@ -191,6 +210,19 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return p
 
 
+def _encode(img: Image.Image | torch.Tensor, f, fmt: str) -> None:
+    if isinstance(img, torch.Tensor):
+        img = to_pil(img)
+    img.save(f, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+
+
+def image_bytes(img: Image.Image | torch.Tensor, fmt: str = "PNG") -> bytes:
+    """The image encoded in memory (e.g. PNG for standard output)."""
+    buf = io.BytesIO()
+    _encode(img, buf, fmt)
+    return buf.getvalue()
+
+
 def save_image(img: Image.Image | torch.Tensor, path: str | os.PathLike,
                overwrite: bool = True) -> Path:
     """Write an image atomically: a temporary file in the same folder, then a rename.
@@ -198,14 +230,10 @@ def save_image(img: Image.Image | torch.Tensor, path: str | os.PathLike,
     A reader never sees a half-written file, and an interrupted save leaves none.
     """
     p = check_output_path(path, overwrite=overwrite)
-    if isinstance(img, torch.Tensor):
-        img = to_pil(img)
-    fmt = SAVE_FORMATS[p.suffix.lower()]
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix + ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            kwargs = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
-            img.save(f, format=fmt, **kwargs)
+            _encode(img, f, SAVE_FORMATS[p.suffix.lower()])
         os.replace(tmp, p)
     except OSError as e:
         raise RestyleError(f"cannot write {p}: {e.strerror or e}") from None
@@ -338,3 +366,37 @@ def color_transfer(source: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     """Give ``source`` the colours of ``reference``: linear mean/covariance match, then
     exact per-channel histogram matching for the remaining non-Gaussian shape."""
     return histogram_match(linear_color_transfer(source, reference), reference)
+
+
+# ----------------------------------------------------------------------------- sheets
+
+def font(size: int):
+    """DejaVu Sans at ``size`` pixels where installed, else PIL's built-in font."""
+    from PIL import ImageFont
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def labelled_grid(tiles: list[tuple[str, Image.Image]], cell: int, columns: int) -> Image.Image:
+    """A contact sheet: each image fitted into a ``cell``-pixel square, its label above,
+    ``columns`` to a row, on white."""
+    from PIL import ImageDraw
+    columns = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // columns)
+    text_px = max(10, cell // 16)
+    pad, label = 6, text_px + 8
+    sheet = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell + label + pad) + pad),
+                      "white")
+    draw, face = ImageDraw.Draw(sheet), font(text_px)
+    for n, (name, img) in enumerate(tiles):
+        r, c = divmod(n, columns)
+        x, y = pad + c * (cell + pad), pad + r * (cell + label + pad)
+        img = img.copy()
+        img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+        draw.text((x, y + 2), name, fill="black", font=face)
+        sheet.paste(img, (x, y + label))
+    return sheet

@@ -15,12 +15,36 @@ from typing import Any
 from .errors import RestyleError
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line: a mistake raises RestyleError, which every
+    ``restyle`` command prints as ``restyle: error: ...`` with exit code 2."""
+
+    def error(self, message: str):
+        raise RestyleError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def param(default: Any, help: str, choices: typing.Sequence | None = None,
-          min: float | None = None, max: float | None = None, metavar: str | None = None):
-    """A dataclass field with the metadata the CLI and docs are generated from."""
+          min: float | None = None, max: float | None = None, metavar: str | None = None,
+          aliases: typing.Sequence[str] = ()):
+    """A dataclass field with the metadata the CLI and docs are generated from.
+
+    ``aliases`` are other names accepted for it, as flags and as keyword arguments
+    (e.g. the papers' ``alpha`` for ``strength``)."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": tuple(choices) if choices else None,
-        "min": min, "max": max, "metavar": metavar})
+        "min": min, "max": max, "metavar": metavar, "aliases": tuple(aliases) or None})
+
+
+def resolve_aliases(cls, kwargs: dict) -> dict:
+    """``kwargs`` with alias names replaced by the field names; giving both is an error."""
+    out = dict(kwargs)
+    for f in dataclasses.fields(cls):
+        for alias in f.metadata.get("aliases") or ():
+            if alias in out:
+                if f.name in out:
+                    raise RestyleError(f"give {f.name} or its alias {alias}, not both")
+                out[f.name] = out.pop(alias)
+    return out
 
 
 def _type_of(cls, f: dataclasses.Field) -> type:
@@ -66,6 +90,7 @@ def validate(p) -> None:
 def make(cls, **overrides):
     """An instance of ``cls`` with ``overrides``; unknown names are a RestyleError."""
     names = {f.name for f in dataclasses.fields(cls)}
+    overrides = resolve_aliases(cls, overrides)
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise RestyleError(f"unknown parameter(s) {', '.join(unknown)}; "
@@ -94,7 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, skip: typing.Iterable[st
                 kw["choices"] = m["choices"]
             if m.get("metavar"):
                 kw["metavar"] = m["metavar"]
-        group.add_argument(flag, **kw)
+        aliases = ["--" + a.replace("_", "-") for a in m.get("aliases") or ()]
+        group.add_argument(flag, *aliases, **kw)
 
 
 def from_namespace(cls, ns: argparse.Namespace, **extra):

@@ -120,10 +120,11 @@ def test_methods_and_help(capsys):
     assert code == 2 and "unknown command" in err
 
 
-def test_argparse_errors_exit_2(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["transfer"])
-    assert e.value.code == 2
+def test_argparse_errors_exit_2_with_one_line(capsys):
+    code, _, err = run_cli(["transfer"], capsys)
+    assert code == 2
+    assert err.strip() == ("restyle: error: restyle transfer: the following arguments are "
+                           "required: content, style, -o/--output (see restyle transfer --help)")
 
 
 def test_console_script_entry_point(tmp_path):

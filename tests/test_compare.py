@@ -46,7 +46,7 @@ def test_compare_writes_sheet_html_and_json(pair, tmp_path, monkeypatch, capsys)
 @pytest.mark.parametrize("args,message", [
     (["--set", "gatys.nope=1"], "no parameter 'nope'"),
     (["--set", "gatys.iterations=abc"], "not a valid int"),
-    (["--set", "adain.alpha=1"], "not among the compared methods"),
+    (["--set", "adain.strength=1"], "not among the compared methods"),
     (["--methods", "texture"], "not a transfer method"),
     (["--methods", "nosuch"], "unknown method"),
 ])

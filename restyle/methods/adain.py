@@ -3,7 +3,7 @@
 The content and style images are encoded to VGG16 ``relu4_1``; the content
 features take the style's channel-wise means and standard deviations
 (:func:`~restyle.transforms.adain`), are blended with the content features by
-``alpha`` and decoded by the AdaIN-trained ``relu4_1`` decoder:
+``strength`` (the paper's alpha) and decoded by the AdaIN-trained ``relu4_1`` decoder:
 
 .. math::
     t = \\alpha \\, \\mathrm{AdaIN}(f(c), \\mu_s, \\sigma_s) + (1 - \\alpha) f(c), \\qquad
@@ -70,5 +70,5 @@ class AdaIN(Method):
 
         out = stylize_level(vgg, dec, prep.content, LEVEL,
                             [transform(m, s) for m, s in style_stats], weights, prep.masks,
-                            params.alpha, bf16, auto_tile(params, prep.size))
+                            params.strength, bf16, auto_tile(params, prep.size))
         return prep.finish(out, params)

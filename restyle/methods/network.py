@@ -1,9 +1,14 @@
 """Trained style networks (Johnson et al. 2016; Dumoulin et al. 2017): one forward pass.
 
 The styles are names inside a trained model (``restyle models`` lists them), not
-images: ``restyle transfer photo.jpg --model painters --style starry_night:0.3
---style udnie:0.7``. Several styles are blended by mixing the networks's
-conditional-instance-norm parameters with the weights (normalised to sum to 1).
+images: ``restyle transfer photo.jpg --model painters --style starry_night:0.3,udnie:0.7``.
+Several styles are blended by mixing the network's conditional-instance-norm parameters
+with the weights (normalised to sum to 1).
+
+``strength`` mixes the output with the photo pixel by pixel (a style network has no
+feature space to blend in, unlike AdaIN's alpha); ``preserve_color`` keeps the photo's
+colours (luminance: the stylised Y with the photo's chroma; histogram: the output recoloured
+to the photo's palette), before the mix.
 
 ``runtime="onnx"`` runs the model's ONNX export (see :mod:`restyle.nets.onnx_export`)
 with onnxruntime instead of PyTorch.
@@ -31,13 +36,26 @@ class NetworkParams:
     model: str = param("", "style network: a name from `restyle models` or a .safetensors "
                        f"path (default: {DEFAULT_MODEL})", metavar="NAME|PATH")
     size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
-    preserve_color: str = param("none", "keep the photo's colours: 'luminance' keeps its "
-                                "colours and takes the stylised luminance",
-                                choices=("none", "luminance"))
+    strength: float = param(1.0, "style strength: the stylised image mixed with the photo "
+                            "(0 = the photo, 1 = the network's output)", min=0.0, max=1.0)
+    preserve_color: str = param("none", "keep the photo's colours: 'luminance' takes the "
+                                "stylised luminance with the photo's chroma, 'histogram' "
+                                "recolours the output to the photo's palette",
+                                choices=("none", "luminance", "histogram"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
                            choices=("auto", "bf16", "fp32"))
     runtime: str = param("torch", "run with PyTorch or with onnxruntime (ONNX export)",
                          choices=("torch", "onnx"))
+
+
+def style_for_painting(model: str, painting: str) -> str:
+    """The style of ``model`` trained on the painting file ``painting`` (matched by its file
+    name without extension, as ``restyle train style`` names styles)."""
+    from pathlib import Path
+    stem = Path(painting).stem
+    if stem not in get_stylenet(model).styles:
+        raise RestyleError(f"the {model} model has no style {stem!r}")
+    return stem
 
 
 def default_model() -> str:
@@ -78,5 +96,7 @@ class Network(Method):
         else:
             out = net.stylize(photo, weights, resolve_precision(params.precision))
         if params.preserve_color == "luminance":
-            return imaging.combine_luminance(out, photo)
-        return out.clamp(0, 1)
+            out = imaging.combine_luminance(out, photo)
+        elif params.preserve_color == "histogram":
+            out = imaging.color_transfer(out.float(), photo)
+        return torch.lerp(photo, out.float(), params.strength).clamp(0, 1)

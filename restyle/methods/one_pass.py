@@ -4,7 +4,7 @@ Each of them: loads the content at the output size and the styles at ``style_siz
 optionally prepares colour preservation (as Gatys does: luminance-only transfer, or
 the styles recoloured to the content's palette), encodes with the embedded VGG16
 (bfloat16 autocast where the CPU supports it), transforms the features, blends with
-the content's features by ``alpha`` and decodes with a trained
+the content's features by ``strength`` (the papers' alpha) and decodes with a trained
 :class:`~restyle.nets.decoder.Decoder`.
 
 Several styles are interpolated in feature space, as Huang & Belongie (2017, sec. 7.2)
@@ -52,15 +52,16 @@ class OnePassParams:
     """Parameters every one-pass method has."""
 
     size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
-    alpha: float = param(1.0, "style strength: 0 decodes the photo's own features, 1 the "
-                         "fully transformed ones", min=0.0, max=1.0)
+    strength: float = param(1.0, "style strength (the papers' alpha): 0 decodes the photo's "
+                            "own features, 1 the fully transformed ones", min=0.0, max=1.0,
+                            aliases=("alpha",))
     style_size: int = param(512, "long side the style image(s) are resized to before encoding "
                             "(the size of the style's strokes)", min=16, max=imaging.MAX_SIDE)
     preserve_color: str = param("none", "keep the photo's colours: 'luminance' transfers only "
                                 "luminance, 'histogram' recolours the style first",
                                 choices=("none", "luminance", "histogram"))
     palette: str = param("style", "colours of the result: 'style' matches its colour mean and "
-                         "covariance to the style's (mixed with the photo's by alpha), "
+                         "covariance to the style's (mixed with the photo's by strength), "
                          "correcting the decoder's colour cast; 'decoder' keeps the decoded "
                          "colours", choices=("style", "decoder"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
@@ -94,11 +95,12 @@ class Prepared:
         if self.preserve_color == "luminance":
             return imaging.combine_luminance(out, self.photo)
         out = out.clamp(0, 1)
-        return self.match_palette(out, p.alpha) if p.palette == "style" else out
+        return self.match_palette(out, p.strength) if p.palette == "style" else out
 
     def match_palette(self, out: torch.Tensor, alpha: float) -> torch.Tensor:
         """Give ``out`` the colour mean and covariance the transfer aims at: the styles'
-        colour distributions mixed by their weights, then with the photo's by ``alpha``.
+        colour distributions mixed by their weights, then with the photo's by ``alpha``
+        (the strength).
         With masks each style's region gets its own style's colours, what no mask covers
         the photo's."""
         photo = imaging.color_stats(self.photo)
@@ -184,9 +186,9 @@ def _down(region: torch.Tensor, scale: int, size: Sequence[int]) -> torch.Tensor
 
 def stylize_level(vgg, decoder: Decoder, image: torch.Tensor, level: str,
                   transforms: Sequence[Transform], weights: Sequence[float],
-                  masks: Sequence[torch.Tensor] | None, alpha: float, bf16: bool, tile: int,
+                  masks: Sequence[torch.Tensor] | None, strength: float, bf16: bool, tile: int,
                   needs_stats: bool = True) -> torch.Tensor:
-    """Encode ``image`` to ``level``, transform, blend by ``alpha`` and decode, tile by tile.
+    """Encode ``image`` to ``level``, transform, blend by ``strength`` and decode, tile by tile.
 
     ``transforms[k](features, stats)`` is style k's transform, given the content
     statistics of its region (of the whole image without masks): the image's
@@ -225,7 +227,7 @@ def stylize_level(vgg, decoder: Decoder, image: torch.Tensor, level: str,
             mixed = keep * fc + sum(r * fn(fc, st) for r, fn, st in zip(region, transforms, stats))
         else:
             mixed = sum(wk * fn(fc, st) for wk, fn, st in zip(weights, transforms, stats))
-        target = blend(fc, mixed, alpha)
+        target = blend(fc, mixed, strength)
         box = (t.cy1 - t.cy0, t.cx1 - t.cx0)
         if single:
             return decode(decoder, target, box, bf16)

@@ -3,7 +3,7 @@
 The content's VGG16 ``relu3_1`` features have each 3x3 patch replaced by the style
 patch with the highest normalised cross-correlation
 (:func:`~restyle.transforms.style_swap`); the swapped features, blended with the
-content's by ``alpha``, are turned into an image either by the ``relu3_1`` decoder
+content's by ``strength`` (alpha), are turned into an image either by the ``relu3_1`` decoder
 (one pass) or, with ``invert="optimize"``, as in the paper's slower inverse: by
 optimising the pixels on the core engine until their features match,
 
@@ -80,14 +80,14 @@ class StyleSwap(Method):
         transforms = [transform(fs) for fs in style_feats]
         if dec is not None:
             out = stylize_level(vgg, dec, prep.content, LEVEL, transforms, prep.weights,
-                                prep.masks, params.alpha, bf16, auto_tile(params, prep.size),
+                                prep.masks, params.strength, bf16, auto_tile(params, prep.size),
                                 needs_stats=False)
         else:  # the paper's inverse by optimization: whole image, no tiles
             if prep.masks is not None:
                 raise RestyleError("--masks needs the decoder inverse (--invert decoder)")
             fc = encode(vgg, prep.content, [LEVEL], bf16)[LEVEL]
             t = blend(fc, sum(w * fn(fc, None) for w, fn in zip(prep.weights, transforms)),
-                      params.alpha)
+                      params.strength)
             out = invert_by_optimization(vgg, t, prep.content, params.iterations,
                                          params.precision, callbacks)
         return prep.finish(out, params)

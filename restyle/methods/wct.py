@@ -2,7 +2,7 @@
 
 Coarse to fine: at each level ``relu5_1 ... relu1_1`` the current image is encoded,
 its features are whitened and coloured with the style's covariance
-(:func:`~restyle.transforms.wct`), blended with its own features by ``alpha``, and
+(:func:`~restyle.transforms.wct`), blended with its own features by ``strength`` (alpha), and
 decoded by that level's decoder; the result is the next level's input:
 
 .. math::
@@ -38,8 +38,9 @@ from .one_pass import OnePassParams, auto_tile, encode_style, prepare, stylize_l
 
 @dataclass
 class WCTParams(OnePassParams):
-    alpha: float = param(0.6, "style strength at every level: 0 decodes the image's own "
-                         "features, 1 the whitened-coloured ones", min=0.0, max=1.0)
+    strength: float = param(0.6, "style strength at every level (the paper's alpha): 0 decodes "
+                            "the image's own features, 1 the whitened-coloured ones",
+                            min=0.0, max=1.0, aliases=("alpha",))
     levels: str = param("4,3,2,1", "relu{k}_1 levels to transform, coarse to fine "
                         "(a subset such as 4,3 uses fewer decoders; 5,4,3,2,1 as in the paper "
                         "needs a relu5_1 decoder, which restyle does not ship yet)",
@@ -87,5 +88,5 @@ class WCT(Method):
         for lv in levels:
             image = stylize_level(vgg, decoders[lv], image, lv,
                                   [transform(fs[lv]) for fs in style_feats], prep.weights,
-                                  prep.masks, params.alpha, bf16, tile)
+                                  prep.masks, params.strength, bf16, tile)
         return prep.finish(image, params)

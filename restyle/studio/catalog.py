@@ -30,7 +30,7 @@ from ..methods import all_methods, get_method
 from ..params import describe
 
 #: Parameters shown first in the form; the rest go under "Advanced".
-PRIMARY = ("model", "size", "iterations", "strength", "alpha", "style_scale", "scale",
+PRIMARY = ("model", "size", "iterations", "strength", "style_scale", "scale",
            "style_size", "preserve_color", "tileable")
 
 

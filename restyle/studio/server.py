@@ -116,14 +116,14 @@ def setup_logging() -> None:
 
 def main(argv=None) -> int:
     """``restyle studio``: serve the studio until Ctrl-C."""
-    import argparse
     import sys
     from pathlib import Path
 
     from ..backbone import cache_dir
+    from ..params import ArgumentParser
     from .uploads import Limits
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="restyle studio",
         description="Serve the restyle studio: a web page with live previews for every "
                     "method, and its HTTP API (OpenAPI at /openapi.json). Listens on "
