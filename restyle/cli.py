@@ -81,6 +81,33 @@ def _run_with_progress(fn, ns, out: Path):
     print(f"wrote {out.resolve()} ({time.perf_counter() - start:.1f} s)")
 
 
+def style_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--style-weights``, which goes with styles given as images or as ``--style S[:W]``."""
+    parser.add_argument("--style-weights", default="", metavar="W1,W2",
+                        help="blend weights of the style images, e.g. 0.7,0.3")
+
+
+def parse_style_options(styles: Sequence[str], style_opts: Sequence[str], style_weights: str,
+                        by_name: bool, example: str) -> tuple[list[str], list[float] | None]:
+    """Styles and their weights from positional styles, ``--style IMAGE[:W]`` options and
+    ``--style-weights``. Name styles (a trained model's) keep ``NAME:W`` as they are."""
+    styles = list(styles) + list(style_opts)
+    if not styles:
+        raise RestyleError("give a style: an image" + (" name of the model (see `restyle "
+                                                       "models`)" if by_name else "") +
+                           f", e.g. {example}")
+    weights = parse_floats(style_weights, "--style-weights") if style_weights else None
+    if not by_name:
+        if style_opts and any(":" in s and not Path(s).exists() for s in style_opts):
+            images, ws = [], []
+            for s in styles:
+                path, _, w = s.rpartition(":") if ":" in s and not Path(s).exists() else (s, "", "")
+                images.append(path)
+                ws.append(parse_floats(w, "--style weight")[0] if w else 1.0)
+            styles, weights = images, weights or ws
+    return styles, weights
+
+
 def cmd_transfer(argv: Sequence[str]) -> int:
     from .api import transfer
     pre = argparse.ArgumentParser(add_help=False)
@@ -105,26 +132,13 @@ def cmd_transfer(argv: Sequence[str]) -> int:
                         dest="style_opts", help="a style (image, or name in the model) with an "
                         "optional blend weight; repeat to blend")
     parser.add_argument("--method", default=method.name, help="method (see `restyle methods`)")
-    parser.add_argument("--style-weights", default="", metavar="W1,W2",
-                        help="blend weights of the style images, e.g. 0.7,0.3")
+    style_arguments(parser)
     _common_output(parser)
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
-    styles = list(ns.styles) + list(ns.style_opts)
-    if not styles:
-        raise RestyleError("give a style: an image" + (" name of the model (see `restyle "
-                                                       "models`)" if by_name else "") +
-                           ", e.g. restyle transfer photo.jpg style.jpg -o out.png")
-    weights = parse_floats(ns.style_weights, "--style-weights") if ns.style_weights else None
-    if not by_name:
-        if ns.style_opts and any(":" in s and not Path(s).exists() for s in ns.style_opts):
-            images, ws = [], []
-            for s in styles:
-                path, _, w = s.rpartition(":") if ":" in s and not Path(s).exists() else (s, "", "")
-                images.append(path)
-                ws.append(parse_floats(w, "--style weight")[0] if w else 1.0)
-            styles, weights = images, weights or ws
+    styles, weights = parse_style_options(ns.styles, ns.style_opts, ns.style_weights, by_name,
+                                          "restyle transfer photo.jpg style.jpg -o out.png")
     out = imaging.check_output_path(ns.output, ns.overwrite)
     _run_with_progress(lambda cbs: transfer(ns.content, styles, method=method.name,
                                             style_weights=weights, output=out, overwrite=True,
@@ -310,6 +324,11 @@ def cmd_video(argv: Sequence[str]) -> int:
           f"{result.size[1]}, {fps:.3g} fps{', ' + result.audio if result.audio else ''}; "
           f"{result.seconds:.1f} s)")
     return 0
+
+
+def cmd_batch(argv: Sequence[str]) -> int:
+    from .batch import main as batch_main
+    return batch_main(argv)
 
 
 def cmd_methods(argv: Sequence[str]) -> int:
@@ -526,6 +545,7 @@ COMMANDS = {
     "doodle": (cmd_doodle, "paint a colour-coded sketch in the style of a painting (semantic)"),
     "analogy": (cmd_analogy, "deep image analogy: A' and B from a photo A and a painting B'"),
     "video": (cmd_video, "stylise a video or frame folder, temporally consistent, audio kept"),
+    "batch": (cmd_batch, "stylise folders of images and videos: resumable, manifest, Ray"),
     "methods": (cmd_methods, "list methods and their parameters"),
     "demo": (cmd_demo, "run the built-in example (no input files needed)"),
     "train": (cmd_train, "train a network (decoder, style network), resumable"),
