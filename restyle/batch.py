@@ -299,13 +299,10 @@ def make_job(method: str, styles: Sequence, style_weights: Sequence[float] | Non
     """Validate the method, its parameters, the styles and the format (RestyleError with
     one line each) and fix everything that outputs depend on."""
     from .api import parse_style_names
-    from .methods import get_method
+    from .methods import get_transfer_method
     from .params import make
 
-    m = get_method(method)
-    if m.task != "transfer":
-        raise RestyleError(f"method {method!r} is a {m.task} method; batch needs a transfer "
-                           "method (see `restyle methods`)")
+    m = get_transfer_method(method, "batch")
     if fmt not in FORMATS:
         raise RestyleError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     vp, method_params = split_params(params)
@@ -671,7 +668,8 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if address is not None and engine != "ray":
         raise RestyleError("--address goes with --engine ray")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise RestyleError(f"--workers must be a whole number of at least 1, not {workers!r}")
+        raise RestyleError(f"--workers must be a whole number, 1 or more (0: one per core), "
+                           f"not {workers!r}")
     specs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not specs:
         raise RestyleError("give at least one input: a folder, a glob, a file or a list file")
@@ -833,17 +831,13 @@ def _run_ray(work: list[dict], job: Job, workers: int, summary: BatchSummary,
 
 def main(argv: Sequence[str]) -> int:
     import argparse
-    import signal
 
-    from .cli import _method_name, style_arguments
-    from .methods import get_method
+    from .cli import _method_name, parse_style_options, sigterm_interrupts, style_arguments
+    from .methods import get_transfer_method
     from .params import add_arguments, from_namespace
     from .video import VideoParams
 
-    method = get_method(_method_name(argv, "adain"))
-    if method.task != "transfer":
-        raise RestyleError(f"method {method.name!r} is a {method.task} method; batch needs a "
-                           "transfer method (see `restyle methods`)")
+    method = get_transfer_method(_method_name(argv, "adain"), "batch")
     parser = argparse.ArgumentParser(
         prog="restyle batch",
         description="Stylise every image and video that INPUTS name (folders, searched "
@@ -881,9 +875,6 @@ def main(argv: Sequence[str]) -> int:
     add_arguments(parser, VideoParams)
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
-    if ns.workers < 0:
-        raise RestyleError(f"--workers must be at least 1, not {ns.workers}")
-    from .cli import parse_style_options
     styles, weights = parse_style_options([], ns.style_opts, ns.style_weights,
                                           method.style_kind == "name", "restyle batch")
     video_opts = {k: getattr(ns, k) for k in VIDEO_PARAM_NAMES if hasattr(ns, k)}
@@ -896,27 +887,24 @@ def main(argv: Sequence[str]) -> int:
             return
         if bar is None:
             from tqdm import tqdm
-            bar = tqdm(total=s.pending, unit="img", file=sys.stderr, dynamic_ncols=True, desc="stylising",
-                       smoothing=0.1)
+            bar = tqdm(total=s.pending, unit="img", file=sys.stderr, dynamic_ncols=True,
+                       desc="stylising", smoothing=0.1)
         bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
         bar.update(1)
 
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        summary = run_batch(ns.inputs, ns.output, styles, method=method.name,
-                            style_weights=weights, engine=ns.engine, address=ns.address,
-                            workers=ns.workers, format=ns.format,
-                            retry_failed=ns.retry_failed, progress=on_item, **params)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        print("restyle: interrupted; finished items are recorded in the manifest. Run the "
-              "same command to continue.", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if bar is not None:
-            bar.close()
+    with sigterm_interrupts():
+        try:
+            summary = run_batch(ns.inputs, ns.output, styles, method=method.name,
+                                style_weights=weights, engine=ns.engine, address=ns.address,
+                                workers=ns.workers, format=ns.format,
+                                retry_failed=ns.retry_failed, progress=on_item, **params)
+        except KeyboardInterrupt:
+            print("restyle: interrupted; finished items are recorded in the manifest. Run "
+                  "the same command to continue.", file=sys.stderr)
+            return 130
+        finally:
+            if bar is not None:
+                bar.close()
     for path, reason in summary.errors[:10]:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     if len(summary.errors) > 10:

@@ -8,6 +8,7 @@ fix print one line and exit with code 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Sequence
 
 from . import __version__, imaging
 from .errors import RestyleError
-from .methods import all_methods, get_method
+from .methods import all_methods, get_method, get_transfer_method
 from .optimize import Progress
 from .params import add_arguments, describe, from_namespace, parse_floats
 
@@ -54,6 +55,18 @@ class ProgressPrinter:
 
 
 # ----------------------------------------------------------------------------- commands
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Inside the block SIGTERM raises KeyboardInterrupt, like Ctrl-C, so that a command
+    that is killed politely stops the way an interrupted one does."""
+    import signal
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 def _common_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, ...)")
@@ -243,14 +256,9 @@ def cmd_analogy(argv: Sequence[str]) -> int:
 
 
 def cmd_video(argv: Sequence[str]) -> int:
-    import signal
-
     from .api import video
     from .video import VideoParams, work_dir
-    method = get_method(_method_name(argv, "adain"))
-    if method.task != "transfer":
-        raise RestyleError(f"method {method.name!r} is a {method.task} method; video needs a "
-                           "transfer method (see `restyle methods`)")
+    method = get_transfer_method(_method_name(argv, "adain"), "video")
     parser = argparse.ArgumentParser(
         prog="restyle video",
         description="Stylise INPUT (a video file: mp4, webm, mov, mkv, gif; or a folder of "
@@ -300,24 +308,23 @@ def cmd_video(argv: Sequence[str]) -> int:
         if not ns.quiet:
             bar().set_postfix_str(f"frame {state['done'] + 1}: iteration {p.step}/{p.steps}")
 
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        result = video(ns.input, list(ns.styles), output=ns.output,
-                       method=method.name, style_weights=weights, resume=ns.resume,
-                       overwrite=ns.overwrite, progress=on_frame,
-                       callbacks=[on_iteration] if method.family == "image-optimization" else [],
-                       **video_opts, **params)
-    except KeyboardInterrupt:
-        if state["bar"] is not None:
-            state["bar"].close()
-        print(f"restyle: interrupted after frame {state['done']}; the output was not written. "
-              f"Run the same command with --resume to continue (unfinished run in "
-              f"{work_dir(Path(ns.output))})", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if state["bar"] is not None:
-            state["bar"].close()
+    with sigterm_interrupts():
+        try:
+            result = video(ns.input, list(ns.styles), output=ns.output,
+                           method=method.name, style_weights=weights, resume=ns.resume,
+                           overwrite=ns.overwrite, progress=on_frame,
+                           callbacks=[on_iteration] if method.family == "image-optimization"
+                           else [], **video_opts, **params)
+        except KeyboardInterrupt:
+            if state["bar"] is not None:
+                state["bar"].close()
+            print(f"restyle: interrupted after frame {state['done']}; the output was not "
+                  f"written. Run the same command with --resume to continue (unfinished run "
+                  f"in {work_dir(Path(ns.output))})", file=sys.stderr)
+            return 130
+        finally:
+            if state["bar"] is not None:
+                state["bar"].close()
     fps = float(result.fps)
     extra = f", {result.resumed} resumed" if result.resumed else ""
     print(f"wrote {result.path.resolve()} ({result.frames} frames{extra}, {result.size[0]}x"
@@ -383,16 +390,13 @@ TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable
 
 def _run_training(fn, out: str) -> int:
     """Run a training call: SIGTERM checkpoints like Ctrl-C; exit 130 when interrupted."""
-    import signal
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # checkpoint, then stop
-    try:
-        fn()
-    except KeyboardInterrupt:
-        print(f"restyle: interrupted; run the same command to resume from the checkpoint in "
-              f"{out}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_interrupts():  # checkpoint, then stop
+        try:
+            fn()
+        except KeyboardInterrupt:
+            print(f"restyle: interrupted; run the same command to resume from the checkpoint "
+                  f"in {out}", file=sys.stderr)
+            return 130
     return 0
 
 

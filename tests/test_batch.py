@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 
-from restyle import imaging
 from restyle.batch import MANIFEST, run_batch, safe_part
 from restyle.cli import main
 from restyle.errors import RestyleError
@@ -276,7 +275,7 @@ def test_output_names_stay_inside(tmp_path, model, capsys):
     ("missing_style", "style image not found"),
     ("unknown_style", "has no style 'zebra'"),
     ("address_local", "--address goes with --engine ray"),
-    ("bad_workers", "--workers must be at least 1"),
+    ("bad_workers", "--workers must be a whole number, 1 or more"),
 ])
 def test_bad_cli_input_one_line_exit_2(case, pattern, tree, model, tmp_path, capsys):
     root, _ = tree
