@@ -272,3 +272,27 @@ def video(source: str | os.PathLike, style: ImageLike | Sequence[ImageLike], *,
     return stylize_video(source, style, output, method=method, style_weights=style_weights,
                          resume=resume, overwrite=overwrite, progress=progress,
                          callbacks=callbacks, **params)
+
+
+def batch(inputs, output: str | os.PathLike, style: ImageLike | Sequence, *,
+          method: str = "adain", style_weights: Sequence[float] | None = None,
+          engine: str = "local", address: str | None = None, workers: int = 0,
+          format: str = "png", retry_failed: bool = False, progress=None, **params):
+    """Stylise every image and video that ``inputs`` name into the folder ``output``.
+
+    ``inputs`` is a folder (searched recursively), a glob pattern, a file, a text file
+    listing paths, or a list of these. Each input's folder structure is mirrored under
+    ``output`` with sanitised names; ``output/restyle-batch.sqlite`` records every item, so
+    calling again skips finished items, resumes an interrupted run and reprocesses only
+    what changed parameters affect. A bad input is recorded as failed and the batch goes
+    on. ``engine="ray"`` runs on Ray Data actors (a local Ray, or the cluster at
+    ``address``; ``pip install 'restyle[ray]'``). Keyword arguments are the method's
+    parameters and the video options (see :func:`video`). ``progress`` gets each item's
+    result and the running summary. Returns a :class:`restyle.batch.BatchSummary`.
+
+    (Not exported as ``restyle.batch``: that name is the :mod:`restyle.batch` module.)
+    """
+    from .batch import run_batch
+    return run_batch(inputs, output, style, method=method, style_weights=style_weights,
+                     engine=engine, address=address, workers=workers, format=format,
+                     retry_failed=retry_failed, progress=progress, **params)

@@ -8,6 +8,7 @@ fix print one line and exit with code 2; nothing is half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Sequence
 
 from . import __version__, imaging
 from .errors import RestyleError
-from .methods import all_methods, get_method
+from .methods import all_methods, get_method, get_transfer_method
 from .optimize import Progress
 from .params import ArgumentParser, add_arguments, describe, from_namespace, parse_floats
 
@@ -58,6 +59,18 @@ class ProgressPrinter:
 
 #: The file name that means standard input (for an input image) or output (-o).
 STDIO = "-"
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Inside the block SIGTERM raises KeyboardInterrupt, like Ctrl-C, so that a command
+    that is killed politely stops the way an interrupted one does."""
+    import signal
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _common_output(parser: argparse.ArgumentParser) -> None:
@@ -118,8 +131,30 @@ def _run_with_progress(fn, ns, out: Path | None, record: dict) -> None:
         print(f"wrote {out.resolve()} ({seconds:.1f} s)", flush=True)
 
 
+def style_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--style-weights``, which goes with styles given as images or as ``--style S[:W]``."""
+    parser.add_argument("--style-weights", default="", metavar="W1,W2",
+                        help="blend weights of the style images, e.g. 0.7,0.3")
+
+
+def parse_style_options(styles: Sequence[str], style_opts: Sequence[str], style_weights: str,
+                        by_name: bool, example: str) -> tuple[list[str], list[float]]:
+    """Styles and their weights from positional styles, ``--style S[:W][,...]`` options
+    (``a:0.5,b:0.5``; see :func:`restyle.api.parse_style_specs`) and ``--style-weights``,
+    which wins when given. Styles are image paths, or names in a model when ``by_name``."""
+    from .api import parse_style_specs
+    styles, weights = parse_style_specs(list(styles) + list(style_opts), files=not by_name)
+    if not styles:
+        raise RestyleError("give a style: " + ("a style name of the model (see `restyle "
+                                               "models`), e.g. --style udnie" if by_name else
+                                               f"an image, e.g. {example}"))
+    if style_weights:
+        weights = parse_floats(style_weights, "--style-weights")
+    return styles, weights
+
+
 def cmd_transfer(argv: Sequence[str]) -> int:
-    from .api import parse_style_specs, transfer
+    from .api import transfer
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default=None)
     pre.add_argument("--model", default=None)
@@ -144,20 +179,13 @@ def cmd_transfer(argv: Sequence[str]) -> int:
                         dest="style_opts", help="a style (image, or name in the model) with an "
                         "optional blend weight; a:0.5,b:0.5 or repeat to blend")
     parser.add_argument("--method", default=method.name, help="method (see `restyle methods`)")
-    parser.add_argument("--style-weights", default="", metavar="W1,W2",
-                        help="blend weights of the style images, e.g. 0.7,0.3")
+    style_arguments(parser)
     _common_output(parser)
     add_arguments(parser, method.Params)
     ns = parser.parse_args(argv)
     params = from_namespace(method.Params, ns)
-    styles, weights = parse_style_specs(list(ns.styles) + list(ns.style_opts), files=not by_name)
-    if not styles:
-        raise RestyleError("give a style: " + ("a style name of the model (see `restyle "
-                                               "models`), e.g. --style udnie" if by_name else
-                                               "an image, e.g. restyle transfer photo.jpg "
-                                               "style.jpg -o out.png"))
-    if ns.style_weights:
-        weights = parse_floats(ns.style_weights, "--style-weights")
+    styles, weights = parse_style_options(ns.styles, ns.style_opts, ns.style_weights, by_name,
+                                          "restyle transfer photo.jpg style.jpg -o out.png")
     record = {"method": method.name, "styles": styles, "style_weights": weights,
               "params": vars(params)}
 
@@ -317,14 +345,9 @@ def cmd_analogy(argv: Sequence[str]) -> int:
 
 
 def cmd_video(argv: Sequence[str]) -> int:
-    import signal
-
     from .api import video
     from .video import VideoParams, work_dir
-    method = get_method(_method_name(argv, "adain"))
-    if method.task != "transfer":
-        raise RestyleError(f"method {method.name!r} is a {method.task} method; video needs a "
-                           "transfer method (see `restyle methods`)")
+    method = get_transfer_method(_method_name(argv, "adain"), "video")
     parser = ArgumentParser(
         prog="restyle video",
         description="Stylise INPUT (a video file: mp4, webm, mov, mkv, gif; or a folder of "
@@ -376,24 +399,23 @@ def cmd_video(argv: Sequence[str]) -> int:
         if not ns.quiet:
             bar().set_postfix_str(f"frame {state['done'] + 1}: iteration {p.step}/{p.steps}")
 
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        result = video(ns.input, list(ns.styles), output=ns.output,
-                       method=method.name, style_weights=weights, resume=ns.resume,
-                       overwrite=ns.overwrite, progress=on_frame,
-                       callbacks=[on_iteration] if method.family == "image-optimization" else [],
-                       **video_opts, **params)
-    except KeyboardInterrupt:
-        if state["bar"] is not None:
-            state["bar"].close()
-        print(f"restyle: interrupted after frame {state['done']}; the output was not written. "
-              f"Run the same command with --resume to continue (unfinished run in "
-              f"{work_dir(Path(ns.output))})", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if state["bar"] is not None:
-            state["bar"].close()
+    with sigterm_interrupts():
+        try:
+            result = video(ns.input, list(ns.styles), output=ns.output,
+                           method=method.name, style_weights=weights, resume=ns.resume,
+                           overwrite=ns.overwrite, progress=on_frame,
+                           callbacks=[on_iteration] if method.family == "image-optimization"
+                           else [], **video_opts, **params)
+        except KeyboardInterrupt:
+            if state["bar"] is not None:
+                state["bar"].close()
+            print(f"restyle: interrupted after frame {state['done']}; the output was not "
+                  f"written. Run the same command with --resume to continue (unfinished run "
+                  f"in {work_dir(Path(ns.output))})", file=sys.stderr)
+            return 130
+        finally:
+            if state["bar"] is not None:
+                state["bar"].close()
     fps = float(result.fps)
     if ns.json:
         print(json.dumps({"input": ns.input, "output": str(result.path.resolve()),
@@ -408,6 +430,11 @@ def cmd_video(argv: Sequence[str]) -> int:
           f"{result.size[1]}, {fps:.3g} fps{', ' + result.audio if result.audio else ''}; "
           f"{result.seconds:.1f} s)")
     return 0
+
+
+def cmd_batch(argv: Sequence[str]) -> int:
+    from .batch import main as batch_main
+    return batch_main(argv)
 
 
 def cmd_methods(argv: Sequence[str]) -> int:
@@ -462,16 +489,13 @@ TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable
 
 def _run_training(fn, out: str) -> int:
     """Run a training call: SIGTERM checkpoints like Ctrl-C; exit 130 when interrupted."""
-    import signal
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # checkpoint, then stop
-    try:
-        fn()
-    except KeyboardInterrupt:
-        print(f"restyle: interrupted; run the same command to resume from the checkpoint in "
-              f"{out}", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_interrupts():  # checkpoint, then stop
+        try:
+            fn()
+        except KeyboardInterrupt:
+            print(f"restyle: interrupted; run the same command to resume from the checkpoint "
+                  f"in {out}", file=sys.stderr)
+            return 130
     return 0
 
 
@@ -676,6 +700,7 @@ COMMANDS = {
     "doodle": (cmd_doodle, "paint a colour-coded sketch in the style of a painting (semantic)"),
     "analogy": (cmd_analogy, "deep image analogy: A' and B from a photo A and a painting B'"),
     "video": (cmd_video, "stylise a video or frame folder, temporally consistent, audio kept"),
+    "batch": (cmd_batch, "stylise folders of images and videos: resumable, manifest, Ray"),
     "methods": (cmd_methods, "list methods and their parameters"),
     "demo": (cmd_demo, "run the built-in example (no input files needed)"),
     "train": (cmd_train, "train a network (decoder, style network), resumable"),

@@ -674,12 +674,9 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
     validated before any file is written; see the module docstring for the rest.
     """
     from .api import _weights, parse_style_names
-    from .methods import get_method
+    from .methods import get_transfer_method
 
-    m = get_method(method)
-    if m.task != "transfer":
-        raise RestyleError(f"method {method!r} is a {m.task} method; video needs a transfer "
-                           "method (see `restyle methods`)")
+    m = get_transfer_method(method, "video")
     vp, method_params = split_params(params)
     p = make(m.Params, **method_params)
     out = check_video_output(output, overwrite)

@@ -1,0 +1,913 @@
+"""Batch: stylise many images and videos with one method, resumable, in-process or on Ray.
+
+``restyle batch INPUTS... -o OUT_DIR --method M --style S`` (and :func:`restyle.api.batch`)
+takes folders (searched recursively), glob patterns, single files and text files that
+list paths, and writes one output per input under ``OUT_DIR``:
+
+* **Names.** The input's path relative to its folder (the glob's fixed part, or the
+  deepest folder common to a list's entries) is mirrored under ``OUT_DIR``, each part
+  sanitised (only letters, digits, ``_ - . ~ space``; no leading dot, so no ``..`` and no
+  hidden files) and the suffix replaced (``.png`` by default, ``--format``; videos keep
+  their container or become ``.mp4``). Two inputs that would get the same name: the later
+  one gets ``~`` and 8 hex digits of its path's hash. A name, once given, is kept in the
+  manifest, so it never changes between runs. Nothing is written outside ``OUT_DIR``, also
+  not through a symbolic link inside it.
+* **Manifest.** ``OUT_DIR/restyle-batch.sqlite`` has a row per input: path, size and
+  modification time, content hash (SHA-256 of the file), the hash of the parameters that
+  produced its output (canonical JSON of the method, its parameters, the styles' content
+  hashes and weights, the format, the model files' hashes; for videos also the video
+  options), status (``pending``, ``done``, ``failed``), output path, seconds, error and
+  worker. Only the driver writes it, one commit per finished item.
+* **Reruns.** An item is skipped when its row is ``done`` with the same parameter hash,
+  the input's size and modification time are unchanged and the output exists (a touched
+  but identical file is hashed and skipped). Changing parameters reprocesses only the
+  items they affect (video options: only videos); the output path stays the same and the
+  file is replaced atomically. Inputs that failed are not retried while neither the file
+  nor the parameters change (``--retry-failed`` retries them). A killed run resumes: its
+  finished items are recorded, the rest are pending, and an unfinished video continues
+  from its last finished frame.
+* **Failures.** A bad input (missing, not an image, damaged, too large, too small for the
+  method) is recorded ``failed`` with its one-line reason and the batch goes on. When the
+  first items all fail with the same error (a missing decoder, an unknown style name), the
+  run stops with that error instead of recording it everywhere.
+* **Outputs** are written under a temporary name and renamed (:func:`restyle.imaging.save_image`,
+  the video pipeline's own work folder), so no reader sees a half-written file; temporary
+  files a killed worker leaves are removed at the end of the next run.
+* **Engines.** ``local``: this process, the method's models loaded once and shared by a pool
+  of ``workers`` threads (default: the cores), each with ``cores / workers`` torch threads,
+  at most two items per worker in flight. ``ray``: Ray Data ``map_batches`` over an actor
+  pool; each actor loads the models once, batches stream with backpressure, a dead actor
+  is restarted and its batch retried (outputs are idempotent, the manifest is keyed by
+  input, so the outcome is exactly once). Without ``address`` a local Ray is started that
+  listens on loopback only; ``address`` joins a running cluster, whose nodes must see
+  INPUTS and OUT_DIR at the same paths (a shared file system) and have restyle installed.
+
+Videos are stylised by :func:`restyle.video.stylize_video` as one item each (temporally
+consistent over the whole clip, resumable frame by frame); see ``docs/batch.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import sys
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from . import imaging
+from .errors import RestyleError
+from .video import FRAME_SUFFIXES, VIDEO_OUTPUTS, VIDEO_PARAM_NAMES, split_params, work_dir
+
+RAY_HINT = "pip install 'restyle[ray]'"
+MANIFEST = "restyle-batch.sqlite"
+IMAGE_SUFFIXES = FRAME_SUFFIXES | {".gif"}
+VIDEO_SUFFIXES = set(VIDEO_OUTPUTS) | {".avi"}
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+FORMATS = ("png", "jpg", "webp")
+PENDING, DONE, FAILED = "pending", "done", "failed"
+#: Stop the run when this many first results (or all, if fewer) fail with the same error.
+SAME_ERROR_STOP = 4
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@dataclass
+class Item:
+    """One input file and where its output goes."""
+
+    path: Path  # as found (absolute)
+    rel: tuple[str, ...]  # its path relative to its input's base folder, unsanitised
+    kind: str  # "image", "video" or "other" (recorded as failed: not a format restyle reads)
+
+    @property
+    def key(self) -> str:
+        """The manifest's key: the absolute path, as text even for undecodable names."""
+        return text_of(self.path)
+
+
+def text_of(path: str | os.PathLike) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def kind_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_SUFFIXES else "video" if suffix in VIDEO_SUFFIXES else "other"
+
+
+def _media(path: Path) -> bool:
+    return kind_of(path) != "other"
+
+
+def _walk(folder: Path, skip: Path | None) -> Iterable[Path]:
+    """Image and video files under ``folder`` (no hidden ones), not under ``skip``."""
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (skip is None or (here / d).resolve() != skip))
+        for name in sorted(files):
+            p = here / name
+            if not name.startswith(".") and _media(p) and p.is_file():
+                yield p
+
+
+def _glob_base(pattern: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _relative(path: Path, base: Path) -> tuple[str, ...]:
+    return Path(os.path.relpath(path, base)).parts
+
+
+def collect(specs: Sequence[str | os.PathLike], out_dir: Path) -> list[Item]:
+    """The items named by ``specs`` (folders, globs, files, list files), de-duplicated,
+    in a stable order; files inside ``out_dir`` are never inputs."""
+    out_real = Path(out_dir).resolve()
+    found: dict[str, Item] = {}
+
+    def add(path: Path, base: Path) -> None:
+        path = Path(os.path.abspath(path))
+        real = path.resolve()
+        if real == out_real or out_real in real.parents:
+            return
+        item = Item(path, _relative(path, base), kind_of(path))
+        found.setdefault(item.key, item)
+
+    for spec in specs:
+        text = os.fspath(spec)
+        p = Path(text).expanduser()
+        if p.is_dir():
+            for f in _walk(p, out_real):
+                add(f, p)
+        elif glob.has_magic(text) and not p.exists():
+            matches = sorted(m for m in glob.glob(os.path.expanduser(text), recursive=True)
+                             if Path(m).is_file())
+            if not matches:
+                raise RestyleError(f"no files match {text}")
+            base = _glob_base(os.path.expanduser(text))
+            for m in matches:
+                add(Path(m), base)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            for f, base in _read_list(p, out_real):
+                add(f, base)
+        elif p.is_file():
+            add(p, p.parent)
+        elif p.exists():
+            raise RestyleError(f"input {text} is not a file or folder")
+        else:
+            raise RestyleError(f"input not found: {text}")
+    if not found:
+        raise RestyleError("no images or videos found in " + ", ".join(map(os.fspath, specs)))
+    return sorted(found.values(), key=lambda i: i.key)
+
+
+def _read_list(path: Path, out_real: Path) -> list[tuple[Path, Path]]:
+    """(file, base folder) for each line of a list file: paths (relative ones from the
+    list's folder) or folders; blank lines and lines starting with # are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError as e:
+        raise RestyleError(f"cannot read the list {path}: {e.strerror or e}") from None
+    entries = [Path(os.path.abspath(path.parent / line.strip())) for line in lines
+               if line.strip() and not line.lstrip().startswith("#")]
+    if not entries:
+        raise RestyleError(f"the list {path} names no files")
+    files, folders = [], []
+    for e in entries:
+        (folders if e.is_dir() else files).append(e)
+    # missing entries are kept (recorded as failed) but do not move the base folder
+    present = [f.parent for f in files if f.exists()] + folders
+    base = Path(os.path.commonpath(present)) if present else path.parent
+    out = [(f, base) for f in files]
+    for folder in folders:
+        out += [(f, base) for f in _walk(folder, out_real)]
+    return out
+
+
+# ----------------------------------------------------------------------------- output names
+
+_UNSAFE = re.compile(r"[^\w.\-~ ]")
+
+
+def safe_part(part: str) -> str:
+    """One path component made safe: letters, digits, ``_ - . ~ space``; no leading or
+    trailing dots or spaces (so never ``.``, ``..`` or a hidden name); at most ~100 bytes."""
+    text = unicodedata.normalize("NFC", part.encode("utf-8", "surrogateescape")
+                                 .decode("utf-8", "replace"))
+    s = _UNSAFE.sub("_", text).strip(" .") or "_"
+    if len(s.encode()) > 100:
+        s = s[:60].rstrip(" .") + "~" + hashlib.sha1(part.encode("utf-8", "surrogateescape"))\
+            .hexdigest()[:8]
+    return s
+
+
+def output_name(item: Item, suffix: str) -> str:
+    """The output's path relative to OUT_DIR (POSIX separators), before collisions."""
+    *folders, name = item.rel
+    stem = Path(name).stem if Path(name).suffix else name
+    return "/".join([safe_part(f) for f in folders] + [safe_part(stem) + suffix])
+
+
+def _with_tag(rel: str, key: str) -> str:
+    head, _, name = rel.rpartition("/")
+    stem, dot, suffix = name.rpartition(".")
+    tagged = f"{stem}~{hashlib.sha1(key.encode()).hexdigest()[:8]}.{suffix}"
+    return f"{head}/{tagged}" if head else tagged
+
+
+def inside(out_dir: Path, rel: str) -> Path:
+    """``out_dir / rel``, refusing anything that would land outside ``out_dir`` (a
+    symbolic link among the existing folders included)."""
+    path = out_dir / rel
+    parent = path.parent
+    while not parent.exists() and parent != out_dir:
+        parent = parent.parent
+    root = out_dir.resolve()
+    real = parent.resolve()
+    if real != root and root not in real.parents:
+        raise RestyleError(f"output {rel} would be written outside {out_dir} (through "
+                           f"{parent}); not written")
+    return path
+
+
+# ----------------------------------------------------------------------------- settings
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Job:
+    """What every item is stylised with; plain data, so it travels to Ray workers."""
+
+    method: str
+    params: dict  # the method's parameters, all of them (defaults filled in)
+    video: dict  # VideoParams, all of them
+    styles: list[str]  # style image paths (absolute) or, for name styles, names
+    weights: list[float] | None
+    format: str = "png"
+    #: identities of the files the settings use (styles, models): name -> SHA-256
+    files: dict = field(default_factory=dict)
+
+    def settings(self, kind: str) -> dict:
+        """What an output of ``kind`` depends on, besides its input."""
+        base = {"method": self.method, "params": self.params, "styles": self.style_ids(),
+                "weights": self.weights, "files": self.files}
+        if kind == "video":
+            return {**base, "video": self.video}
+        return {**base, "format": self.format}
+
+    def style_ids(self) -> list[str]:
+        return [self.files.get(s, s) for s in self.styles]
+
+    def params_hash(self, kind: str) -> str:
+        return hashlib.sha256(canonical(self.settings(kind)).encode()).hexdigest()[:16]
+
+    def suffix(self, item: Item) -> str:
+        if item.kind == "video":
+            s = item.path.suffix.lower()
+            return s if s in VIDEO_OUTPUTS else ".mp4"
+        return "." + self.format
+
+
+def make_job(method: str, styles: Sequence, style_weights: Sequence[float] | None,
+             fmt: str, params: dict) -> Job:
+    """Validate the method, its parameters, the styles and the format (RestyleError with
+    one line each) and fix everything that outputs depend on."""
+    from .api import parse_style_names
+    from .methods import get_transfer_method
+    from .params import make
+
+    m = get_transfer_method(method, "batch")
+    if fmt not in FORMATS:
+        raise RestyleError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    vp, method_params = split_params(params)
+    p = make(m.Params, **method_params)
+    style_list = [os.fspath(s) if isinstance(s, os.PathLike) else s
+                  for s in (styles if isinstance(styles, (list, tuple)) else [styles])]
+    if not style_list:
+        raise RestyleError("give a style: --style IMAGE (or a style name of the model, "
+                           "see `restyle models`)")
+    files: dict[str, str] = {}
+    if m.style_kind == "name":
+        names, weights = parse_style_names(style_list, style_weights)
+        styles_out = names
+    else:
+        from .api import _weights
+        styles_out = []
+        for s in style_list:
+            if not isinstance(s, str):
+                raise RestyleError("batch takes style images as file paths")
+            imaging.load_image(s, "style image")  # readable: a one-line error now, not later
+            path = os.path.abspath(s)
+            styles_out.append(path)
+            files[path] = file_hash(path)
+        weights = _weights(len(styles_out), style_weights)
+    for name, value in dataclasses.asdict(p).items():  # model, decoder, masks, ... files
+        for part in (value.split(",") if isinstance(value, str) else []):
+            if part.strip() and Path(part.strip()).expanduser().is_file():
+                files[f"{name}:{part.strip()}"] = file_hash(Path(part.strip()).expanduser())
+    if m.style_kind == "name":
+        from .methods.network import default_model
+        from .nets.stylenet import get_stylenet, resolve_model
+        model = resolve_model(p.model or default_model())
+        files["model"] = file_hash(model)
+        net = get_stylenet(str(model))
+        for n in styles_out:
+            net.style_index(n)
+    return Job(m.name, dataclasses.asdict(p), dataclasses.asdict(vp), styles_out, weights,
+               fmt, files)
+
+
+# ----------------------------------------------------------------------------- the worker
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if isinstance(e, RestyleError) else f"{type(e).__name__}: {text}"[:500]
+
+
+class Runner:
+    """Stylises items one by one; the method's models and the styles are loaded once.
+
+    Used by both engines: the local engine shares one Runner between its threads, each
+    Ray actor has its own. ``__call__`` never raises for a bad item; it returns a result
+    dict (``key``, ``status``, ``hash``, ``seconds``, ``error``, ``worker``).
+    """
+
+    def __init__(self, job: Job | dict, threads: int = 0):
+        import torch
+
+        from .methods import get_method
+        from .params import make
+        if threads:
+            torch.set_num_threads(threads)
+        self.job = job if isinstance(job, Job) else Job(**job)
+        self.method = get_method(self.job.method)
+        self.params = make(self.method.Params, **self.job.params)
+        self.by_name = self.method.style_kind == "name"
+        self.styles = [] if self.by_name else [imaging.load_image(s, "style image")
+                                               for s in self.job.styles]
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, item: dict) -> dict:
+        start = time.perf_counter()
+        # stage: "input" while the input is read, "method" from then on (only failures of
+        # the method can be the settings' fault; see _execute)
+        result = {"key": item["key"], "status": DONE, "hash": None, "error": None,
+                  "worker": self.worker, "stage": "input"}
+        try:
+            path = Path(os.fsdecode(item["path"]))
+            if item["kind"] == "other":
+                raise RestyleError(f"{path} is not an image or video file restyle reads "
+                                   f"(suffix {path.suffix or 'none'})")
+            if not path.is_file():
+                raise RestyleError(f"input not found: {path}")
+            result["hash"] = file_hash(path)
+            if item.get("expect_hash") and item["expect_hash"] == result["hash"]:
+                result["status"] = "unchanged"  # touched, not changed: the output stands
+            elif item["kind"] == "video":
+                result["stage"] = "method"
+                self._video(path, Path(item["output"]))
+            else:
+                self._image(path, Path(item["output"]), result)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except MemoryError:
+            result.update(status=FAILED, error="out of memory")
+        except Exception as e:  # a bad item is recorded; the batch goes on
+            result.update(status=FAILED, error=_one_line(e))
+        result["seconds"] = time.perf_counter() - start
+        return result
+
+    def _image(self, path: Path, out: Path, result: dict) -> None:
+        from .methods import Inputs
+        content = imaging.load_image(path, "input image")
+        result["stage"] = "method"
+        inputs = Inputs(content, self.styles, self._weights(),
+                        self.job.styles if self.by_name else [])
+        result = self.method.run(inputs, self.params)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        imaging.save_image(imaging.to_pil(result), out, overwrite=True)
+
+    def _weights(self) -> list[float]:
+        return list(self.job.weights or [1.0] * len(self.job.styles))
+
+    def _video(self, path: Path, out: Path) -> None:
+        from .video import stylize_video
+        out.parent.mkdir(parents=True, exist_ok=True)
+        styles = self.job.styles if self.by_name else self.styles
+        kw = dict(method=self.job.method, style_weights=self._weights(), overwrite=True,
+                  **self.job.params, **self.job.video)
+        try:
+            stylize_video(path, styles, out, resume=True, **kw)
+        except RestyleError:
+            # an unfinished run with other settings (or of another version of the input)
+            # cannot be continued: start this video afresh, once
+            if not work_dir(out).exists():
+                raise
+            shutil.rmtree(work_dir(out), ignore_errors=True)
+            stylize_video(path, styles, out, resume=False, **kw)
+
+
+class RayRunner:
+    """The Ray actor: a :class:`Runner` over a batch of items (a dict of columns)."""
+
+    def __init__(self, job: dict, threads: int = 1):
+        self.runner = Runner(job, threads)
+
+    def __call__(self, batch: dict) -> dict:
+        n = len(batch["key"])
+        rows = [self.runner({k: _plain(v[i]) for k, v in batch.items()}) for i in range(n)]
+        return {k: [r[k] for r in rows] for k in ("key", "status", "hash", "seconds", "error",
+                                                  "worker", "stage")}
+
+
+def _plain(v):
+    """A numpy scalar from a Ray batch as a plain Python value."""
+    return v.item() if hasattr(v, "item") else v
+
+
+# ----------------------------------------------------------------------------- the manifest
+
+class Manifest:
+    """The SQLite record of a batch in ``OUT_DIR`` (see the module docstring)."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / MANIFEST
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript("""
+                CREATE TABLE IF NOT EXISTS items (
+                    key TEXT PRIMARY KEY, kind TEXT, size INTEGER, mtime_ns INTEGER,
+                    hash TEXT, params_hash TEXT, status TEXT, output TEXT, seconds REAL,
+                    error TEXT, worker TEXT, attempts INTEGER DEFAULT 0, updated REAL);
+                CREATE TABLE IF NOT EXISTS params (
+                    params_hash TEXT PRIMARY KEY, kind TEXT, settings TEXT);
+                CREATE TABLE IF NOT EXISTS runs (
+                    id INTEGER PRIMARY KEY, started REAL, finished REAL, engine TEXT,
+                    items INTEGER, done INTEGER, skipped INTEGER, failed INTEGER,
+                    seconds REAL, interrupted INTEGER);
+            """)
+        except sqlite3.Error as e:
+            raise RestyleError(f"cannot use the manifest {self.path}: {e}") from None
+
+    def rows(self) -> dict[str, sqlite3.Row]:
+        self.db.row_factory = sqlite3.Row
+        return {r["key"]: r for r in self.db.execute("SELECT * FROM items")}
+
+    def plan(self, rows: Iterable[tuple], settings: dict[str, tuple[str, str]]) -> None:
+        """Upsert (key, kind, size, mtime_ns, output) rows of pending items."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for h, (kind, text) in settings.items():
+                self.db.execute("INSERT OR IGNORE INTO params VALUES (?, ?, ?)", (h, kind, text))
+            self.db.executemany(
+                "INSERT INTO items (key, kind, size, mtime_ns, status, output, updated) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "kind=excluded.kind, status='pending', output=excluded.output, "
+                "updated=excluded.updated", rows)
+
+    def record(self, r: dict, item_stat: tuple[int, int], params_hash: str, output: str) -> None:
+        self.db.execute(
+            "UPDATE items SET status=?, hash=COALESCE(?, hash), params_hash=?, size=?, "
+            "mtime_ns=?, output=?, seconds=?, error=?, worker=?, attempts=attempts+1, "
+            "updated=? WHERE key=?",
+            (r["status"], r["hash"], params_hash, item_stat[0], item_stat[1], output,
+             r["seconds"], r["error"], r["worker"], time.time(), r["key"]))
+
+    def start_run(self, engine: str, items: int) -> int:
+        cur = self.db.execute("INSERT INTO runs (started, engine, items) VALUES (?, ?, ?)",
+                              (time.time(), engine, items))
+        return cur.lastrowid
+
+    def end_run(self, run: int, s: "BatchSummary") -> None:
+        self.db.execute("UPDATE runs SET finished=?, done=?, skipped=?, failed=?, seconds=?, "
+                        "interrupted=? WHERE id=?", (time.time(), s.done, s.skipped, s.failed,
+                                                     s.seconds, int(s.interrupted), run))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# ----------------------------------------------------------------------------- the driver
+
+@dataclass
+class BatchSummary:
+    """What a batch run did."""
+
+    out_dir: Path
+    manifest: Path
+    total: int  # items found
+    pending: int = 0  # items to (re)process in this run
+    done: int = 0  # stylised in this run
+    skipped: int = 0  # finished earlier (or unchanged)
+    failed: int = 0  # failed in this run
+    failed_before: int = 0  # failed earlier, not retried (unchanged; see retry_failed)
+    seconds: float = 0.0
+    interrupted: bool = False
+    engine: str = "local"
+    workers: int = 1
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (input, reason), this run
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        extra = f" ({self.failed_before} failed earlier, unchanged: --retry-failed)" \
+            if self.failed_before else ""
+        return (f"done {self.done}, skipped {self.skipped}, failed {self.failed}{extra}; "
+                f"{self.seconds:.1f} s, {self.rate:.2f} images/s "
+                f"({self.engine}, {self.workers} worker{'s' if self.workers != 1 else ''}); "
+                f"manifest {self.manifest}")
+
+
+@dataclass
+class _Pending:
+    item: Item
+    stat: tuple[int, int]
+    output: str  # relative to OUT_DIR
+    params_hash: str
+    expect_hash: str | None
+    previous_output: str | None
+
+
+def _plan(items: list[Item], job: Job, out_dir: Path, manifest: Manifest, retry_failed: bool,
+          summary: BatchSummary) -> list[_Pending]:
+    rows = manifest.rows()
+    taken = {r["output"]: k for k, r in rows.items() if r["output"]}
+    hashes = {kind: job.params_hash(kind) for kind in ("image", "video", "other")}
+    todo: list[_Pending] = []
+    for item in items:
+        row = rows.get(item.key)
+        try:
+            st = item.path.stat()
+            stat = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stat = (-1, -1)
+        suffix = job.suffix(item)
+        previous = row["output"] if row is not None else None
+        if previous:
+            rel = previous.rsplit(".", 1)[0] + suffix
+        else:
+            rel = output_name(item, suffix)
+        owner = taken.get(rel)
+        if owner is not None and owner != item.key:
+            rel = _with_tag(rel, item.key)
+        taken[rel] = item.key
+        ph = hashes[item.kind]
+        same = row is not None and row["params_hash"] == ph
+        same_file = row is not None and (row["size"], row["mtime_ns"]) == stat
+        if same and row["status"] == DONE and rel == previous and (out_dir / rel).is_file():
+            if same_file:
+                summary.skipped += 1
+                continue
+            expect = row["hash"]  # changed stat: hash it, skip if the content is the same
+        else:
+            expect = None
+        if same and same_file and row["status"] == FAILED and not retry_failed:
+            summary.failed_before += 1
+            continue
+        todo.append(_Pending(item, stat, rel, ph, expect, previous))
+    settings = {hashes[k]: (k, canonical(job.settings(k))) for k in ("image", "video")}
+    now = time.time()
+    manifest.plan([(p.item.key, p.item.kind, p.stat[0], p.stat[1], p.output, now)
+                   for p in todo], settings)
+    return todo
+
+
+def _ray_init(address: str | None) -> None:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RestyleError(f"--engine ray needs Ray: {RAY_HINT}") from None
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        # a local Ray for this machine alone: every Ray process listens on 127.0.0.1
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import logging
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise RestyleError(f"cannot start or join {where}: {_one_line(e)}") from None
+    except Exception as e:  # Ray raises bare Exceptions when its processes do not start
+        raise RestyleError(f"cannot start a local Ray: {_one_line(e)} (logs in "
+                           "/tmp/ray/session_latest/logs)") from None
+
+
+def _lock(out_dir: Path):
+    """Hold ``OUT_DIR/.restyle-batch.lock``: one run at a time writes a folder."""
+    import fcntl
+    f = open(out_dir / ".restyle-batch.lock", "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise RestyleError(f"another restyle batch is writing to {out_dir}; wait for it or "
+                           "choose another folder") from None
+    return f
+
+
+def _cleanup_temporaries(out_dir: Path) -> None:
+    """Remove the temporary files (``.NAME.*.tmp``) that a killed worker can leave."""
+    for root, _dirs, files in os.walk(out_dir):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    os.unlink(os.path.join(root, name))
+                except OSError:
+                    pass
+
+
+def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+              output: str | os.PathLike, style, *, method: str = "adain",
+              style_weights: Sequence[float] | None = None, engine: str = "local",
+              address: str | None = None, workers: int = 0, format: str = "png",
+              retry_failed: bool = False,
+              progress: Callable[[dict, BatchSummary], None] | None = None,
+              **params) -> BatchSummary:
+    """Stylise every image and video that ``inputs`` name into the folder ``output``.
+
+    See the module docstring for names, the manifest and engines; ``params`` are the
+    method's parameters and the video options. ``progress`` is called after each finished
+    item with its result dict and the running summary. Returns a :class:`BatchSummary`.
+    """
+    if engine not in ("local", "ray"):
+        raise RestyleError(f"--engine must be local or ray, not {engine!r}")
+    if address is not None and engine != "ray":
+        raise RestyleError("--address goes with --engine ray")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise RestyleError(f"--workers must be a whole number, 1 or more (0: one per core), "
+                           f"not {workers!r}")
+    specs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not specs:
+        raise RestyleError("give at least one input: a folder, a glob, a file or a list file")
+    job = make_job(method, style, style_weights, format, params)
+    out_dir = Path(output).expanduser()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RestyleError(f"the output {out_dir} is a file; give a folder")
+    items = collect(specs, out_dir)
+    if engine == "ray":
+        _ray_init(address)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RestyleError(f"cannot create the output folder {out_dir}: {e.strerror or e}") \
+            from None
+    if not os.access(out_dir, os.W_OK):
+        raise RestyleError(f"the output folder {out_dir} is not writable")
+    out_dir = Path(os.path.abspath(out_dir))
+    lock = _lock(out_dir)
+    manifest = Manifest(out_dir)
+    summary = BatchSummary(out_dir, manifest.path, len(items), engine=engine)
+    start = time.perf_counter()
+    try:
+        todo = _plan(items, job, out_dir, manifest, retry_failed, summary)
+        summary.pending = len(todo)
+        run = manifest.start_run(engine, len(items))
+        if todo:
+            _execute(todo, job, out_dir, manifest, engine, workers, summary, progress, start)
+            _cleanup_temporaries(out_dir)
+        summary.seconds = time.perf_counter() - start
+        manifest.end_run(run, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        summary.seconds = time.perf_counter() - start
+        raise
+    finally:
+        manifest.close()
+        lock.close()
+    return summary
+
+
+def _execute(todo: list[_Pending], job: Job, out_dir: Path, manifest: Manifest, engine: str,
+             workers: int, summary: BatchSummary, progress, start: float) -> None:
+    by_key = {p.item.key: p for p in todo}
+    held: list[tuple[dict, _Pending]] = []  # first failures, while they might all be alike
+    judging = [False]
+    limit = [SAME_ERROR_STOP]
+
+    def record(r: dict, p: _Pending) -> None:
+        if r["status"] == "unchanged":
+            manifest.record({**r, "status": DONE}, p.stat, p.params_hash, p.output)
+            summary.skipped += 1
+        else:
+            manifest.record(r, p.stat, p.params_hash, p.output)
+            if r["status"] == DONE:
+                summary.done += 1
+                if p.previous_output and p.previous_output != p.output:
+                    (out_dir / p.previous_output).unlink(missing_ok=True)  # --format changed
+            else:
+                summary.failed += 1
+                summary.errors.append((text_of(p.item.path), r["error"]))
+        summary.seconds = time.perf_counter() - start
+        if progress is not None:
+            progress(r, summary)
+
+    def handle(r: dict) -> None:
+        p = by_key.pop(r["key"], None)
+        if p is None:  # a retried batch delivered it twice: the first result stands
+            return
+        if judging[0] and not (r["status"] == FAILED and r.get("stage") == "input"):
+            # the method failing the same way on each of the first items is the settings'
+            # fault (a missing decoder, say): stop, and record none of them as failed
+            if r["status"] == FAILED and (not held or r["error"] == held[0][0]["error"]):
+                held.append((r, p))
+                if len(held) == limit[0]:
+                    raise RestyleError(f"stopped: the first {len(held)} items all failed "
+                                       f"with: {r['error']}")
+                return
+            judging[0] = False
+            for held_r, held_p in held:
+                record(held_r, held_p)
+        record(r, p)
+
+    work = []
+    for p in todo:
+        try:
+            target = inside(out_dir, p.output)
+        except RestyleError as e:
+            by_key.pop(p.item.key)
+            record({"key": p.item.key, "status": FAILED, "hash": None, "seconds": 0.0,
+                    "error": str(e), "worker": None}, p)
+            continue
+        work.append({"key": p.item.key, "path": os.fsencode(p.item.path), "kind": p.item.kind,
+                     "output": str(target), "expect_hash": p.expect_hash or ""})
+    judging[0], limit[0] = len(work) > 1, min(SAME_ERROR_STOP, len(work))
+    if work:
+        if engine == "ray":
+            _run_ray(work, job, workers, summary, handle)
+        else:
+            _run_local(work, job, workers, summary, handle)
+    if judging[0]:  # fewer results than it takes to judge
+        for held_r, held_p in held:
+            record(held_r, held_p)
+
+
+def _run_local(work: list[dict], job: Job, workers: int, summary: BatchSummary,
+               handle: Callable[[dict], None]) -> None:
+    import concurrent.futures as cf
+
+    import torch
+    cores = os.cpu_count() or 1
+    n = max(1, min(workers or cores, len(work)))
+    summary.workers = n
+    previous_threads = torch.get_num_threads()
+    runner = Runner(job, max(1, cores // n))
+    queue = iter(work)
+    pool = cf.ThreadPoolExecutor(n, thread_name_prefix="restyle-batch")
+    running: set = set()
+    try:
+        while True:
+            while len(running) < 2 * n:  # bounded: at most two items per worker in flight
+                item = next(queue, None)
+                if item is None:
+                    break
+                running.add(pool.submit(runner, item))
+            if not running:
+                break
+            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                handle(f.result())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        torch.set_num_threads(previous_threads)
+
+
+def _run_ray(work: list[dict], job: Job, workers: int, summary: BatchSummary,
+             handle: Callable[[dict], None]) -> None:
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    n = max(1, min(workers or cpus, len(work)))
+    summary.workers = n
+    # fractional CPUs: an actor per core still leaves room for Ray Data's own tasks (on 2
+    # cores two 1-CPU actors starve them and the pipeline stalls)
+    ds = ray.data.from_items(work, override_num_blocks=max(1, min(len(work), 4 * n)))
+    ds = ds.map_batches(
+        RayRunner, fn_constructor_kwargs={"job": dataclasses.asdict(job), "threads": 1},
+        batch_size=2, batch_format="numpy", num_cpus=0.75,
+        compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2))
+    for row in ds.iter_rows():
+        handle({k: _plain(v) for k, v in row.items()})
+
+
+# ----------------------------------------------------------------------------- the command
+
+def main(argv: Sequence[str]) -> int:
+    import argparse
+
+    from .cli import _method_name, parse_style_options, sigterm_interrupts, style_arguments
+    from .methods import get_transfer_method
+    from .params import add_arguments, from_namespace
+    from .video import VideoParams
+
+    method = get_transfer_method(_method_name(argv, "adain"), "batch")
+    parser = argparse.ArgumentParser(
+        prog="restyle batch",
+        description="Stylise every image and video that INPUTS name (folders, searched "
+                    "recursively; glob patterns; files; text files listing paths) into "
+                    "OUT_DIR, mirroring their folders. A manifest in OUT_DIR records each "
+                    "item: running the same command again skips finished items and resumes "
+                    "a killed run; changed parameters reprocess only what they affect. "
+                    "See docs/batch.md.")
+    parser.add_argument("inputs", nargs="+", metavar="INPUTS",
+                        help="folders, glob patterns ('photos/**/*.jpg'), files, or .txt lists")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                        help="output folder (created if missing)")
+    parser.add_argument("--method", default=method.name,
+                        help="any transfer method (default: adain; see `restyle methods`)")
+    parser.add_argument("--style", action="append", default=[], metavar="STYLE[:W]",
+                        dest="style_opts", required=True,
+                        help="a style image (or, for --method network, a style name) with an "
+                             "optional blend weight; repeat to blend")
+    style_arguments(parser)
+    parser.add_argument("--format", choices=FORMATS, default="png",
+                        help="image output format (default: png); videos keep their "
+                             "container (.avi becomes .mp4)")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process, a pool of workers (default); ray: Ray Data "
+                             f"actors, a local Ray or --address ({RAY_HINT})")
+    parser.add_argument("--address", default=None, metavar="ADDR",
+                        help="with --engine ray: join this running Ray cluster (e.g. "
+                             "HOST:6379 or auto) instead of starting a local one")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="parallel workers (default: one per core; Ray: one actor per "
+                             "CPU of the cluster)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="also retry items that failed before and have not changed")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_arguments(parser, VideoParams)
+    add_arguments(parser, method.Params)
+    ns = parser.parse_args(argv)
+    styles, weights = parse_style_options([], ns.style_opts, ns.style_weights,
+                                          method.style_kind == "name", "restyle batch")
+    video_opts = {k: getattr(ns, k) for k in VIDEO_PARAM_NAMES if hasattr(ns, k)}
+    params = {**video_opts, **vars(from_namespace(method.Params, ns))}
+    bar = None
+
+    def on_item(r: dict, s: BatchSummary) -> None:
+        nonlocal bar
+        if ns.quiet:
+            return
+        if bar is None:
+            from tqdm import tqdm
+            bar = tqdm(total=s.pending, unit="img", file=sys.stderr, dynamic_ncols=True,
+                       desc="stylising", smoothing=0.1)
+        bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
+        bar.update(1)
+
+    with sigterm_interrupts():
+        try:
+            summary = run_batch(ns.inputs, ns.output, styles, method=method.name,
+                                style_weights=weights, engine=ns.engine, address=ns.address,
+                                workers=ns.workers, format=ns.format,
+                                retry_failed=ns.retry_failed, progress=on_item, **params)
+        except KeyboardInterrupt:
+            print("restyle: interrupted; finished items are recorded in the manifest. Run "
+                  "the same command to continue.", file=sys.stderr)
+            return 130
+        finally:
+            if bar is not None:
+                bar.close()
+    for path, reason in summary.errors[:10]:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    if len(summary.errors) > 10:
+        print(f"... and {len(summary.errors) - 10} more (see the manifest)", file=sys.stderr)
+    print(summary.line())
+    return 1 if summary.failed else 0
