@@ -531,7 +531,7 @@ def main(argv=None) -> int:
                              "note when it is not installed")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
                         help="a one-pass method's setting, e.g. "
-                             "adain.decoder=models/wip/decoder_relu4_1-step4344.safetensors "
+                             "adain.strength=0.8 or network.model=mine.safetensors "
                              "(repeatable)")
     parser.add_argument("--outputs", default=None, metavar="DIR",
                         help="write every one-pass output (restyle's and the peer's) into DIR "
