@@ -351,6 +351,21 @@ def report_head(title: str, result: dict) -> list[str]:
             f"restyle {m['restyle']}.", ""]
 
 
+def combine_results(results: list[dict]) -> dict:
+    """One result from runs made separately: their rows in order, the first run's value of
+    anything else that several have (machine, inputs), every command kept."""
+    out: dict = {}
+    for r in results:
+        for key, value in r.items():
+            if isinstance(value, list) and isinstance(out.get(key), list):
+                out[key] = out[key] + value
+            elif key not in out:
+                out[key] = value
+    if len(results) > 1:
+        out["command"] = "; ".join(r.get("command", "?") for r in results)
+    return out
+
+
 def write_reports(md_path: Path, markdown: str, json_path: Path, result: dict) -> None:
     """The markdown report and the JSON results, each written atomically."""
     for path, text in ((md_path, markdown), (json_path, json.dumps(result, indent=1))):
@@ -358,6 +373,22 @@ def write_reports(md_path: Path, markdown: str, json_path: Path, result: dict) -
         tmp.write_text(text)
         os.replace(tmp, path)
     print(f"wrote {md_path.resolve()} and {json_path.resolve()}")
+
+
+#: Reports of measurements made by other commands (video, portraits, batch throughput), each
+#: with the command that produced it; BENCHMARKS.md ends with them.
+FURTHER = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
+
+
+def further_measurements(folder: Path | None = None) -> list[str]:
+    """The reports in ``folder`` (default :data:`FURTHER`; ``*.md``, sorted), headings moved
+    one level down."""
+    folder = folder or FURTHER
+    lines: list[str] = []
+    for path in sorted(folder.glob("*.md")) if folder.is_dir() else []:
+        lines += [""] + ["#" + ln if ln.startswith("#") else ln
+                         for ln in path.read_text().strip().splitlines()]
+    return lines
 
 
 def render_markdown(result: dict) -> str:
@@ -404,6 +435,7 @@ def render_markdown(result: dict) -> str:
         lines += speed_section(result)
     if result.get("one_pass") or result.get("peer"):
         lines += one_pass_section(result)
+    lines += further_measurements()
     return "\n".join(lines)
 
 
@@ -545,18 +577,26 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", default="BENCHMARKS.md",
                         help="markdown report (replaced; default BENCHMARKS.md)")
     parser.add_argument("--json", default="benchmarks.json", help="JSON results (replaced)")
-    parser.add_argument("--render", metavar="JSON",
-                        help="only rewrite the markdown report from an earlier JSON result")
+    parser.add_argument("--render", metavar="JSON", nargs="+",
+                        help="only rewrite the markdown report (and --json) from earlier JSON "
+                             "results; several are combined into one report (runs made "
+                             "separately, e.g. slow methods on their own), each command kept")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     parser.epilog = "`restyle bench batch --help`: throughput of restyle batch (images/s)."
     ns = parser.parse_args(argv)
     if ns.render:
-        try:
-            result = json.loads(Path(ns.render).read_text())
-        except (OSError, ValueError) as e:
-            raise RestyleError(f"cannot read benchmark results {ns.render}: {e}") from None
-        Path(ns.output).write_text(render_markdown(result))
-        print(f"wrote {Path(ns.output).resolve()}")
+        results = []
+        for path in ns.render:
+            try:
+                results.append(json.loads(Path(path).read_text()))
+            except (OSError, ValueError) as e:
+                raise RestyleError(f"cannot read benchmark results {path}: {e}") from None
+        result = combine_results(results)
+        if len(results) == 1:
+            Path(ns.output).write_text(render_markdown(result))
+            print(f"wrote {Path(ns.output).resolve()}")
+        else:
+            write_reports(Path(ns.output), render_markdown(result), Path(ns.json), result)
         return 0
     if ns.worker:
         kind, job = ns.worker[0], json.loads(ns.worker[1])

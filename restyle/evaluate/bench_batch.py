@@ -138,9 +138,9 @@ def main(argv=None) -> int:
                              "models/decoder_relu4_1.safetensors)")
     parser.add_argument("--style", default=None,
                         help="style image for image-style methods (default: Starry Night)")
-    parser.add_argument("-o", "--output", default="BENCHMARKS-batch.md",
+    parser.add_argument("-o", "--output", default="docs/benchmarks/batch.md",
                         help="markdown report (replaced)")
-    parser.add_argument("--json", default="benchmarks-batch.json", help="JSON results (replaced)")
+    parser.add_argument("--json", default="docs/benchmarks/batch.json", help="JSON results (replaced)")
     ns = parser.parse_args(argv)
     try:
         local = [int(s) for s in ns.workers.split(",") if s.strip()]

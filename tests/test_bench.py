@@ -1,0 +1,40 @@
+"""restyle bench's report: separate runs combined into one, further measurements appended."""
+
+import json
+
+from restyle.cli import main
+from restyle.evaluate import bench
+
+
+def result(command, speed, reference=None):
+    r = {"command": command, "content": "c.jpg", "style": "s.jpg", "iters": 5, "speed": speed,
+         "one_pass": [], "machine": {"date": "2026-11-26", "cpu": "cpu", "cores": 2,
+                                     "torch_threads": 2, "bf16_cpu": True, "torch": "2.13.0",
+                                     "python": "3.11", "restyle": "0.1.0"}}
+    if reference:
+        r["reference"] = reference
+    return r
+
+
+def test_render_combines_runs_and_appends_further_measurements(tmp_path, monkeypatch, capsys):
+    row = {"method": "gatys", "family": "image-optimization", "size": 256, "sec_per_iter": 0.1,
+           "sec_per_iter_fp32": 0.2, "peak_mb": 700}
+    a = result("restyle bench --methods gatys", [row])
+    b = result("restyle bench --methods texture", [{**row, "method": "texture"}])
+    combined = bench.combine_results([a, b])
+    assert [r["method"] for r in combined["speed"]] == ["gatys", "texture"]
+    assert combined["command"] == "restyle bench --methods gatys; restyle bench --methods texture"
+    further = tmp_path / "further"
+    further.mkdir()
+    (further / "video.md").write_text("# Video\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n")
+    monkeypatch.setattr(bench, "FURTHER", further)
+    paths = []
+    for k, r in enumerate((a, b)):
+        paths.append(tmp_path / f"r{k}.json")
+        paths[-1].write_text(json.dumps(r))
+    md, js = tmp_path / "B.md", tmp_path / "b.json"
+    assert main(["bench", "--render", *map(str, paths), "-o", str(md), "--json", str(js)]) == 0
+    text = md.read_text()
+    assert "| gatys |" in text and "| texture |" in text
+    assert "\n## Video\n" in text and "| 1 | 2 |" in text  # heading moved one level down
+    assert json.loads(js.read_text())["command"].count("restyle bench") == 2
