@@ -382,21 +382,28 @@ def font(size: int):
 
 
 def labelled_grid(tiles: list[tuple[str, Image.Image]], cell: int, columns: int) -> Image.Image:
-    """A contact sheet: each image fitted into a ``cell``-pixel square, its label above,
-    ``columns`` to a row, on white."""
+    """A contact sheet: each image fitted into a ``cell``-pixel box, its label above,
+    ``columns`` to a row, on white. Rows are as tall as their tallest image, so landscape
+    photos leave no empty bands."""
     from PIL import ImageDraw
     columns = max(1, min(columns, len(tiles)))
-    rows = -(-len(tiles) // columns)
-    text_px = max(10, cell // 16)
-    pad, label = 6, text_px + 8
-    sheet = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell + label + pad) + pad),
-                      "white")
-    draw, face = ImageDraw.Draw(sheet), font(text_px)
-    for n, (name, img) in enumerate(tiles):
-        r, c = divmod(n, columns)
-        x, y = pad + c * (cell + pad), pad + r * (cell + label + pad)
+    fitted = []
+    for name, img in tiles:
         img = img.copy()
         img.thumbnail((cell, cell), Image.Resampling.LANCZOS)
-        draw.text((x, y + 2), name, fill="black", font=face)
-        sheet.paste(img, (x, y + label))
+        fitted.append((name, img))
+    rows = [fitted[k:k + columns] for k in range(0, len(fitted), columns)]
+    text_px = max(10, cell // 16)
+    pad, label = 6, text_px + 8
+    heights = [max(img.height for _, img in row) for row in rows]
+    sheet = Image.new("RGB", (columns * (cell + pad) + pad,
+                              sum(h + label + pad for h in heights) + pad), "white")
+    draw, face = ImageDraw.Draw(sheet), font(text_px)
+    y = pad
+    for row, h in zip(rows, heights):
+        for c, (name, img) in enumerate(row):
+            x = pad + c * (cell + pad)
+            draw.text((x, y + 2), name, fill="black", font=face)
+            sheet.paste(img, (x, y + label))
+        y += h + label + pad
     return sheet

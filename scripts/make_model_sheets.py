@@ -1,0 +1,64 @@
+"""The contact sheets of docs/models.md: the shipped networks and decoders at work.
+
+    python scripts/make_model_sheets.py [--data ../shared/data] [--docs docs]
+
+Writes docs/painters_tubingen.jpg and docs/painters_chicago.jpg (every style of the
+`painters` network), docs/painters_blends.jpg (two-style blends) and docs/one_pass.jpg
+(AdaIN, WCT, style-swap and the network on the shared photos). About a minute on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import restyle
+from restyle import imaging
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def save(sheet, path: Path) -> None:
+    sheet.save(path, quality=85, optimize=True)
+    print(f"wrote {path}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT / ".." / "shared" / "data"))
+    ap.add_argument("--docs", default=str(ROOT / "docs"))
+    ap.add_argument("--size", type=int, default=384)
+    ns = ap.parse_args(argv)
+    data, docs, size = Path(ns.data), Path(ns.docs), ns.size
+    photo = {n: data / "content" / f"{n}.jpg" for n in ("tubingen", "chicago", "cornell",
+                                                           "hoover_tower_night")}
+    styles = data / "styles"
+    for name in ("tubingen", "chicago"):
+        save(restyle.style_sheet(photo[name], size=size, columns=4), docs / f"painters_{name}.jpg")
+
+    blends = [("photo", imaging.load_image(photo["cornell"]))]
+    for a, b in (("starry_night", "udnie"), ("woman_with_a_hat", "picasso_self_portrait_1907")):
+        for w in (1.0, 0.75, 0.5, 0.25, 0.0):
+            spec = f"{a}:{w},{b}:{1 - w}"
+            short_a, short_b = a.split("_")[0], b.split("_")[0]
+            label = a if w == 1 else b if w == 0 else f"{short_a} {w:g} + {short_b} {1 - w:g}"
+            blends.append((label, restyle.transfer(photo["cornell"], spec, method="network",
+                                                   size=size)))
+    blends.insert(6, ("photo", blends[0][1]))
+    save(imaging.labelled_grid(blends, size, 6), docs / "painters_blends.jpg")
+
+    tiles = []
+    for name, style in (("tubingen", "starry_night"), ("chicago", "woman_with_a_hat"),
+                        ("hoover_tower_night", "udnie")):
+        tiles.append((f"{name} / {style}", imaging.load_image(photo[name])))
+        for method in ("adain", "wct", "style-swap"):
+            tiles.append((method, restyle.transfer(photo[name], styles / f"{style}.jpg",
+                                                   method=method, size=size)))
+        tiles.append(("network painters", restyle.transfer(photo[name], style, method="network",
+                                                           size=size)))
+    save(imaging.labelled_grid(tiles, size, 5), docs / "one_pass.jpg")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
