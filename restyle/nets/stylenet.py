@@ -35,9 +35,55 @@ from torch import nn
 
 from ..backbone import _atomic_save_safetensors, read_safetensors_metadata
 from ..errors import RestyleError
+from .decoder import reflect_pad1
 
 FORMAT = "restyle.stylenet"
 FORMAT_VERSION = "1"
+
+
+def _fast_inference(x: torch.Tensor) -> bool:
+    """Inference on the CPU in eager mode: no gradient wanted and no graph being traced or
+    exported (ONNX), so the slice- and bfloat16-based shortcuts below may be used."""
+    return (x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+
+def _bf16_norm(xr: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
+               ) -> torch.Tensor:
+    """Conditional instance norm of a bfloat16 (N, HW, C) view in bfloat16, with no float32
+    copy of the activations: the mean by a bfloat16 matrix-vector sum (float32
+    accumulation), then ``d = x - mean`` once, serving both the variance (a second sum)
+    and the output ``d * scale + beta``, which, unlike ``x * scale + shift``, has no
+    cancellation for channels whose mean is large against their spread."""
+    n, hw, _ = xr.shape
+    ones = xr.new_ones(n, 1, hw)
+    d = xr - torch.bmm(ones, xr) / hw
+    var = torch.bmm(ones, d * d).float() / hw  # (N, 1, C)
+    scale = (gamma[:, None] * torch.rsqrt(var + eps)).to(xr.dtype)
+    return torch.addcmul(beta[:, None].to(xr.dtype), d, scale)
+
+
+def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``F.pad(x, (p,) * 4, mode="reflect")``; in eager CPU inference as slice copies,
+    several times faster than the built-in on channels-last bfloat16 maps."""
+    tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
+    if p == 1 and not tracing and min(x.shape[-2:]) >= 2:
+        return reflect_pad1(x)  # forward and backward as slices (training too)
+    if not _fast_inference(x) or min(x.shape[-2:]) <= p:
+        return F.pad(x, (p,) * 4, mode="reflect")
+    n, c, h, w = x.shape
+    fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+           else torch.contiguous_format)
+    out = torch.empty((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)
+    out[:, :, p:-p, p:-p] = x
+    for i in range(1, p + 1):
+        out[:, :, p - i, p:-p] = x[:, :, i]
+        out[:, :, p + h - 1 + i, p:-p] = x[:, :, h - 1 - i]
+    for i in range(1, p + 1):
+        out[:, :, :, p - i] = out[:, :, :, p + i]
+        out[:, :, :, p + w - 1 + i] = out[:, :, :, p + w - 1 - i]
+    return out
 
 
 class CondInstanceNorm(nn.Module):
@@ -59,15 +105,19 @@ class CondInstanceNorm(nn.Module):
         normalisation and the style's affine map are then one fused multiply-add.
         """
         n, c, h, w = x.shape
-        if x.is_contiguous(memory_format=torch.channels_last) and x.device.type == "cpu":
+        gamma = mix.float() @ self.gamma  # (N, C)
+        beta = mix.float() @ self.beta
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        if channels_last and x.dtype == torch.bfloat16 and _fast_inference(x):
+            out = _bf16_norm(x.permute(0, 2, 3, 1).reshape(n, h * w, c), gamma, beta, self.eps)
+            return out.reshape(n, h, w, c).permute(0, 3, 1, 2)  # channels-last again
+        if channels_last and x.device.type == "cpu":
             xr = x.permute(0, 2, 3, 1).reshape(n, h * w, c).float()
             ones = xr.new_ones(n, 1, h * w)
             mean = torch.bmm(ones, xr)[:, 0] / (h * w)
             var = (torch.bmm(ones, xr * xr)[:, 0] / (h * w) - mean * mean).clamp_min(0)
         else:
             var, mean = torch.var_mean(x.float(), dim=(2, 3), correction=0)
-        gamma = mix.float() @ self.gamma  # (N, C)
-        beta = mix.float() @ self.beta
         scale = gamma * torch.rsqrt(var + self.eps)
         shift = beta - mean * scale
         return torch.addcmul(shift[:, :, None, None].to(x.dtype), x,
@@ -84,7 +134,7 @@ class _Conv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad:
-            x = F.pad(x, (self.pad,) * 4, mode="reflect")
+            x = reflect_pad(x, self.pad)
         return self.conv(x)
 
 
