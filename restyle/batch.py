@@ -668,8 +668,9 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     """Stylise every image and video that ``inputs`` name into the folder ``output``.
 
     See the module docstring for names, the manifest and engines; ``params`` are the
-    method's parameters and the video options. ``progress`` is called after each finished
-    item with its result dict and the running summary. Returns a :class:`BatchSummary`.
+    method's parameters and the video options. ``progress(result, summary)`` is called once
+    with ``None`` when the work is planned (``summary.pending`` items to do), then after each
+    finished item with its result dict. Returns a :class:`BatchSummary`.
     """
     if engine not in ("local", "ray"):
         raise RestyleError(f"--engine must be local or ray, not {engine!r}")
@@ -703,6 +704,8 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     try:
         todo = _plan(items, job, out_dir, manifest, retry_failed, summary)
         summary.pending = len(todo)
+        if progress is not None:
+            progress(None, summary)  # planned: the bar can start with the run
         run = manifest.start_run(engine, len(items))
         if todo:
             _execute(todo, job, out_dir, manifest, engine, workers, summary, progress, start)
@@ -889,16 +892,17 @@ def main(argv: Sequence[str]) -> int:
     params = {**video_opts, **vars(from_namespace(method.Params, ns))}
     bar = None
 
-    def on_item(r: dict, s: BatchSummary) -> None:
+    def on_item(r: dict | None, s: BatchSummary) -> None:
         nonlocal bar
-        if ns.quiet:
+        if ns.quiet or not s.pending:
             return
         if bar is None:
             from tqdm import tqdm
             bar = tqdm(total=s.pending, unit="img", file=sys.stderr, dynamic_ncols=True,
                        desc="stylising", smoothing=0.1)
-        bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
-        bar.update(1)
+        if r is not None:
+            bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
+            bar.update(1)
 
     with sigterm_interrupts():
         try:

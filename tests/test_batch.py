@@ -197,7 +197,7 @@ def test_resume_after_hard_kill(tree, model, tmp_path):
 
     seen = []
     summary = run_batch([root], out, ["a"], method="network", model=str(model), size=32,
-                        workers=2, progress=lambda r, s: seen.append(r["key"]))
+                        workers=2, progress=lambda r, s: r and seen.append(r["key"]))
     assert summary.done == GOOD - 7 and summary.skipped == 7
     assert not set(seen) & done_before  # nothing finished was redone
     check_complete(root, out, good)
@@ -351,9 +351,12 @@ def test_videos_are_items(tmp_path, model, capsys):
 def test_api_batch(tree, model, tmp_path):
     import restyle.api
     root, good = tree
+    calls = []
     summary = restyle.api.batch(root, tmp_path / "out", "a", method="network",
-                                model=str(model), size=32)
+                                model=str(model), size=32,
+                                progress=lambda r, s: calls.append(r and r["status"]))
     assert (summary.done, summary.failed) == (GOOD, 3)
+    assert calls[0] is None and sorted(calls[1:]) == ["done"] * GOOD + ["failed"] * 3
     with pytest.raises(RestyleError, match="unknown parameter"):
         restyle.api.batch(root, tmp_path / "out", "a", method="network", model=str(model),
                           sizes=32)
@@ -396,7 +399,7 @@ def test_ray_exactly_once_with_an_actor_killed(ray_session, model, tmp_path):
     killed = []
 
     def kill_first(r, s):
-        if not killed and r["worker"]:
+        if r is not None and not killed and r["worker"]:
             pid = int(r["worker"].rsplit(":", 1)[1])
             killed.append(pid)
             os.kill(pid, signal.SIGKILL)

@@ -87,7 +87,7 @@ def worker_batch(job: dict) -> dict:
         start = time.perf_counter()
         summary = run_batch(job["inputs"], out, job["style"], method=job["method"],
                             engine=job["engine"], workers=job["workers"], size=job["size"],
-                            progress=lambda r, s: stamps.append(time.perf_counter()),
+                            progress=lambda r, s: r and stamps.append(time.perf_counter()),
                             **job.get("params", {}))
         wall = time.perf_counter() - start
     except RestyleError as e:
