@@ -287,8 +287,9 @@ def batch(inputs, output: str | os.PathLike, style: ImageLike | Sequence, *,
     what changed parameters affect. A bad input is recorded as failed and the batch goes
     on. ``engine="ray"`` runs on Ray Data actors (a local Ray, or the cluster at
     ``address``; ``pip install 'restyle[ray]'``). Keyword arguments are the method's
-    parameters and the video options (see :func:`video`). ``progress`` gets each item's
-    result and the running summary. Returns a :class:`restyle.batch.BatchSummary`.
+    parameters and the video options (see :func:`video`). ``progress(result, summary)`` is
+    called with ``None`` once the work is planned, then with each finished item's result.
+    Returns a :class:`restyle.batch.BatchSummary`.
 
     (Not exported as ``restyle.batch``: that name is the :mod:`restyle.batch` module.)
     """

@@ -265,24 +265,23 @@ class Job:
     """What every item is stylised with; plain data, so it travels to Ray workers."""
 
     method: str
-    params: dict  # the method's parameters, all of them (defaults filled in)
+    params: dict  # the method's parameters, all of them (defaults filled in; paths absolute)
     video: dict  # VideoParams, all of them
     styles: list[str]  # style image paths (absolute) or, for name styles, names
     weights: list[float] | None
     format: str = "png"
-    #: identities of the files the settings use (styles, models): name -> SHA-256
+    #: content hashes of the files that parameters name (model, decoder, masks), by
+    #: parameter, and of the style images, by path: outputs depend on contents, not names
     files: dict = field(default_factory=dict)
 
     def settings(self, kind: str) -> dict:
         """What an output of ``kind`` depends on, besides its input."""
-        base = {"method": self.method, "params": self.params, "styles": self.style_ids(),
-                "weights": self.weights, "files": self.files}
+        base = {"method": self.method, "params": {**self.params, **self.files},
+                "styles": [self.files.get(s, s) for s in self.styles],
+                "weights": self.weights}
         if kind == "video":
             return {**base, "video": self.video}
         return {**base, "format": self.format}
-
-    def style_ids(self) -> list[str]:
-        return [self.files.get(s, s) for s in self.styles]
 
     def params_hash(self, kind: str) -> str:
         return hashlib.sha256(canonical(self.settings(kind)).encode()).hexdigest()[:16]
@@ -327,20 +326,25 @@ def make_job(method: str, styles: Sequence, style_weights: Sequence[float] | Non
             styles_out.append(path)
             files[path] = file_hash(path)
         weights = _weights(len(styles_out), style_weights)
-    for name, value in dataclasses.asdict(p).items():  # model, decoder, masks, ... files
-        for part in (value.split(",") if isinstance(value, str) else []):
-            if part.strip() and Path(part.strip()).expanduser().is_file():
-                files[f"{name}:{part.strip()}"] = file_hash(Path(part.strip()).expanduser())
+    values = dataclasses.asdict(p)
+    for f in dataclasses.fields(p):  # model, decoder, masks: files, made absolute
+        name, value = f.name, values[f.name]
+        if f.metadata.get("choices"):
+            continue
+        parts = [Path(v.strip()).expanduser() for v in value.split(",")] \
+            if isinstance(value, str) and value.strip() else []
+        if parts and all(q.is_file() for q in parts):
+            values[name] = ",".join(os.path.abspath(q) for q in parts)
+            files[name] = ",".join(file_hash(q) for q in parts)
     if m.style_kind == "name":
         from .methods.network import default_model
         from .nets.stylenet import get_stylenet, resolve_model
         model = resolve_model(p.model or default_model())
-        files["model"] = file_hash(model)
+        values["model"], files["model"] = os.path.abspath(model), file_hash(model)
         net = get_stylenet(str(model))
         for n in styles_out:
             net.style_index(n)
-    return Job(m.name, dataclasses.asdict(p), dataclasses.asdict(vp), styles_out, weights,
-               fmt, files)
+    return Job(m.name, values, dataclasses.asdict(vp), styles_out, weights, fmt, files)
 
 
 # ----------------------------------------------------------------------------- the worker
@@ -603,6 +607,13 @@ def _plan(items: list[Item], job: Job, out_dir: Path, manifest: Manifest, retry_
 
 
 def _ray_init(address: str | None) -> None:
+    """Join the Ray cluster at ``address``, or start a local Ray that listens on loopback
+    only: its node address is 127.0.0.1, which makes the GCS, the raylet, the agents and
+    the workers bind 127.0.0.1 (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` does the same for
+    the processes it starts; Ray reads it on import, so it is set first)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     try:
         import ray
         import ray.data  # noqa: F401
@@ -610,14 +621,11 @@ def _ray_init(address: str | None) -> None:
         raise RestyleError(f"--engine ray needs Ray: {RAY_HINT}") from None
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address is None:
-        # a local Ray for this machine alone: every Ray process listens on 127.0.0.1
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import logging
+    local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=True)
+                 logging_level=logging.WARNING, configure_logging=True, **local)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise RestyleError(f"cannot start or join {where}: {_one_line(e)}") from None
@@ -660,8 +668,9 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     """Stylise every image and video that ``inputs`` name into the folder ``output``.
 
     See the module docstring for names, the manifest and engines; ``params`` are the
-    method's parameters and the video options. ``progress`` is called after each finished
-    item with its result dict and the running summary. Returns a :class:`BatchSummary`.
+    method's parameters and the video options. ``progress(result, summary)`` is called once
+    with ``None`` when the work is planned (``summary.pending`` items to do), then after each
+    finished item with its result dict. Returns a :class:`BatchSummary`.
     """
     if engine not in ("local", "ray"):
         raise RestyleError(f"--engine must be local or ray, not {engine!r}")
@@ -695,6 +704,8 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     try:
         todo = _plan(items, job, out_dir, manifest, retry_failed, summary)
         summary.pending = len(todo)
+        if progress is not None:
+            progress(None, summary)  # planned: the bar can start with the run
         run = manifest.start_run(engine, len(items))
         if todo:
             _execute(todo, job, out_dir, manifest, engine, workers, summary, progress, start)
@@ -881,16 +892,17 @@ def main(argv: Sequence[str]) -> int:
     params = {**video_opts, **vars(from_namespace(method.Params, ns))}
     bar = None
 
-    def on_item(r: dict, s: BatchSummary) -> None:
+    def on_item(r: dict | None, s: BatchSummary) -> None:
         nonlocal bar
-        if ns.quiet:
+        if ns.quiet or not s.pending:
             return
         if bar is None:
             from tqdm import tqdm
             bar = tqdm(total=s.pending, unit="img", file=sys.stderr, dynamic_ncols=True,
                        desc="stylising", smoothing=0.1)
-        bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
-        bar.update(1)
+        if r is not None:
+            bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
+            bar.update(1)
 
     with sigterm_interrupts():
         try:

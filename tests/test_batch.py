@@ -4,6 +4,7 @@ output names that stay inside OUT_DIR, one-line CLI errors, and the Ray engine (
 actor killed mid-run)."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -196,7 +197,7 @@ def test_resume_after_hard_kill(tree, model, tmp_path):
 
     seen = []
     summary = run_batch([root], out, ["a"], method="network", model=str(model), size=32,
-                        workers=2, progress=lambda r, s: seen.append(r["key"]))
+                        workers=2, progress=lambda r, s: r and seen.append(r["key"]))
     assert summary.done == GOOD - 7 and summary.skipped == 7
     assert not set(seen) & done_before  # nothing finished was redone
     check_complete(root, out, good)
@@ -350,15 +351,36 @@ def test_videos_are_items(tmp_path, model, capsys):
 def test_api_batch(tree, model, tmp_path):
     import restyle.api
     root, good = tree
+    calls = []
     summary = restyle.api.batch(root, tmp_path / "out", "a", method="network",
-                                model=str(model), size=32)
+                                model=str(model), size=32,
+                                progress=lambda r, s: calls.append(r and r["status"]))
     assert (summary.done, summary.failed) == (GOOD, 3)
+    assert calls[0] is None and sorted(calls[1:]) == ["done"] * GOOD + ["failed"] * 3
     with pytest.raises(RestyleError, match="unknown parameter"):
         restyle.api.batch(root, tmp_path / "out", "a", method="network", model=str(model),
                           sizes=32)
 
 
 # ----------------------------------------------------------------------------- Ray engine
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(d))
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        found.add(p)
+        todo += children.get(p, [])
+    return found
+
 
 @pytest.fixture(scope="module")
 def ray_session():
@@ -377,7 +399,7 @@ def test_ray_exactly_once_with_an_actor_killed(ray_session, model, tmp_path):
     killed = []
 
     def kill_first(r, s):
-        if not killed and r["worker"]:
+        if r is not None and not killed and r["worker"]:
             pid = int(r["worker"].rsplit(":", 1)[1])
             killed.append(pid)
             os.kill(pid, signal.SIGKILL)
@@ -388,11 +410,14 @@ def test_ray_exactly_once_with_an_actor_killed(ray_session, model, tmp_path):
     check_complete(root, out, good)
     workers = {r["worker"] for r in rows(out).values() if r["worker"]}
     assert len(workers) >= 2
-    # loopback only: every listening socket of the Ray processes is on 127.0.0.1
+    # loopback only: every socket that this Ray (this process and the processes it
+    # started) listens on is bound to 127.0.0.1
+    mine = descendants(os.getpid())
     listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    ray_lines = [ln for ln in listening.splitlines()
-                 if any(n in ln for n in ("raylet", "gcs_server", "ray::", "python"))]
-    assert ray_lines and all("127.0.0.1:" in ln or "[::1]" in ln for ln in ray_lines)
+    ours = [ln.split()[3] for ln in listening.splitlines()
+            if any(int(p) in mine for p in re.findall(r"pid=(\d+)", ln))]
+    assert len(ours) >= 3 and all(a.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]")
+                                  for a in ours), ours
     # and again: nothing to do
     again = run_batch(root, out, "a", method="network", model=str(model), size=32,
                       engine="ray", workers=2)
