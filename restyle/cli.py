@@ -160,10 +160,7 @@ def cmd_transfer(argv: Sequence[str]) -> int:
     pre.add_argument("--model", default=None)
     known, _ = pre.parse_known_args(argv)
     # --model NAME means "a trained style network", unless a method is named
-    method = get_method(known.method or ("network" if known.model else "gatys"))
-    if method.task != "transfer":
-        raise RestyleError(f"method {method.name!r} is a {method.task} method; "
-                           f"use restyle {method.task}")
+    method = command_method(known.method or ("network" if known.model else "gatys"), "transfer")
     by_name = method.style_kind == "name"
     parser = ArgumentParser(
         prog="restyle transfer",
@@ -242,12 +239,19 @@ def _transfer_folder(folder: Path, ns, run, record: dict) -> int:
     return 0
 
 
-def cmd_texture(argv: Sequence[str]) -> int:
-    from .api import texture
-    method = get_method(_method_name(argv, "texture"))
-    if method.task != "texture":
+def command_method(name: str, task: str):
+    """The registered method ``name`` for a ``restyle TASK`` command; a method of another
+    task is a one-line error naming the command it belongs to."""
+    method = get_method(name)
+    if method.task != task:
         raise RestyleError(f"method {method.name!r} is a {method.task} method; "
                            f"use restyle {method.task}")
+    return method
+
+
+def cmd_texture(argv: Sequence[str]) -> int:
+    from .api import texture
+    method = command_method(_method_name(argv, "texture"), "texture")
     parser = ArgumentParser(prog="restyle texture",
                                      description="Synthesise a new texture like EXEMPLAR.")
     parser.add_argument("exemplar", help="texture exemplar image")
@@ -266,10 +270,7 @@ def cmd_texture(argv: Sequence[str]) -> int:
 
 def cmd_dream(argv: Sequence[str]) -> int:
     from .api import dream
-    method = get_method(_method_name(argv, "deepdream"))
-    if method.task != "dream":
-        raise RestyleError(f"method {method.name!r} is a {method.task} method; "
-                           f"use restyle {method.task}")
+    method = command_method(_method_name(argv, "deepdream"), "dream")
     parser = ArgumentParser(
         prog="restyle dream",
         description="Deep Dream: amplify the patterns that VGG16 layers (or single channels, "

@@ -67,3 +67,14 @@ def style_dir(tmp_path_factory):
     Image.fromarray(stripes(64, period=8)).save(folder / "stripes.png")
     Image.fromarray(stripes(80, period=16, horizontal=True)).save(folder / "bands.png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    patch search is many small tensor operations, and on a busy 2-core machine a second
+    thread waits more than it works (9x slower measured under load)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,14 +18,7 @@ from restyle.patches import (exact_nnf, patch_descriptors, patch_distance, patch
 FAST = dict(iterations=2, deconv_iterations=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Patch search is many small tensor operations: on a busy 2-core machine a second
-    thread waits more than it works (9x slower measured under load), so use one here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def smooth_noise(c, h, w, seed):

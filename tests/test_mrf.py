@@ -20,14 +20,7 @@ from .conftest import shared, stripes
 FAST = dict(size=64, iterations=15, min_size=0, rotations=0, scales=0, precision="fp32")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Patch search is many small tensor operations: on a busy 2-core machine a second
-    thread waits more than it works (9x slower measured under load), so use one here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- matching
