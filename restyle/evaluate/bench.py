@@ -85,23 +85,34 @@ def _sec_per_iteration(method, inputs, size: int, precision: str, iters: int) ->
     return statistics.median(gaps)
 
 
+#: Inputs for methods that need particular ones: portraits need a face in both images.
+SPECIAL_INPUTS = {"portrait": ("skimage:astronaut",
+                               str(SHARED / "styles" / "picasso_self_portrait_1907.jpg"))}
+
+
 def worker_speed(job: dict) -> dict:
     torch.manual_seed(0)
     method = get_method(job["method"])
-    content, style = _load(job["content"]), _load(job["style"])
-    inputs = Inputs(None if method.task == "texture" else content, [style], [1.0])
     size = job["size"]
     out: dict = {"method": method.name, "size": size}
-    # warm-up: weights, oneDNN kernels
-    _sec_per_iteration(method, inputs, 128, "auto", 1)  # 128: the smallest size every method takes
-    out["sec_per_iter"] = _sec_per_iteration(method, inputs, size, "auto", job["iters"])
-    out["sec_per_iter_fp32"] = _sec_per_iteration(method, inputs, size, "fp32", job["iters"])
-    if job.get("full"):
-        params = _params(method, size)
-        t = time.perf_counter()
-        method.run(inputs, params)
-        out["default_seconds"] = time.perf_counter() - t
-        out["default_iterations"] = params.iterations
+    content_spec, style_spec = SPECIAL_INPUTS.get(method.name, (job["content"], job["style"]))
+    if method.name in SPECIAL_INPUTS:
+        out["inputs"] = f"{Path(content_spec).name} x {Path(style_spec).name}"
+    try:
+        content, style = _load(content_spec), _load(style_spec)
+        inputs = Inputs(None if method.task == "texture" else content, [style], [1.0])
+        # warm-up: weights, oneDNN kernels; 128: the smallest size every method takes
+        _sec_per_iteration(method, inputs, 128, "auto", 1)
+        out["sec_per_iter"] = _sec_per_iteration(method, inputs, size, "auto", job["iters"])
+        out["sec_per_iter_fp32"] = _sec_per_iteration(method, inputs, size, "fp32", job["iters"])
+        if job.get("full"):
+            params = _params(method, size)
+            t = time.perf_counter()
+            method.run(inputs, params)
+            out["default_seconds"] = time.perf_counter() - t
+            out["default_iterations"] = params.iterations
+    except RestyleError as e:
+        out["unavailable"] = str(e)
     out["peak_mb"] = _peak_mb()
     return out
 
@@ -114,6 +125,13 @@ def _inputs_for(method, content, style, job: dict) -> Inputs:
         name = job.get("style_name") or get_stylenet(model).styles[0]
         return Inputs(content, [], [1.0], [name])
     return Inputs(content if method.task == "transfer" else None, [style], [1.0])
+
+
+#: Seconds above which a one-pass method's first call is not followed by warm repeats.
+SLOW_CALL = 20.0
+
+#: Seconds a benchmark worker may run before its row reports a timeout (``--timeout``).
+WORKER_TIMEOUT = 900
 
 
 def worker_onepass(job: dict) -> dict:
@@ -134,11 +152,14 @@ def worker_onepass(job: dict) -> dict:
         image = method.run(inputs, params)
         out["first_seconds"] = time.perf_counter() - t
         times = []
-        for _ in range(job["repeats"]):
+        # a slow method (deep image analogy: minutes at 1024 px) is timed by its first
+        # call only: repeats would cost minutes each and tell little more
+        repeats = job["repeats"] if out["first_seconds"] < SLOW_CALL else 0
+        for _ in range(repeats):
             t = time.perf_counter()
             image = method.run(inputs, params)
             times.append(time.perf_counter() - t)
-        out["seconds"] = statistics.median(times)
+        out["seconds"] = statistics.median(times) if times else out["first_seconds"]
         out["runs"] = len(times)
         if job.get("save"):
             out["output"] = str(imaging.save_image(image, job["save"], overwrite=True))
@@ -306,7 +327,14 @@ def _spawn(kind: str, job: dict) -> dict:
     cmd = ([sys.executable, "-P", str(Path(__file__).with_name("peers.py")), json.dumps(job)]
            if kind == "peer" else
            [sys.executable, "-m", "restyle.evaluate.bench", "--worker", kind, json.dumps(job)])
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=job.get("timeout", WORKER_TIMEOUT))
+    except subprocess.TimeoutExpired:
+        return {"method": job.get("method", kind), "size": job.get("size"),
+                "params": job.get("params", {}),
+                "unavailable": f"not measured: over {job.get('timeout', WORKER_TIMEOUT)} s "
+                               f"on this machine (--timeout)"}
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise RestyleError(f"benchmark worker {kind} {job} failed: {tail}")
@@ -445,9 +473,14 @@ def speed_section(result: dict) -> list[str]:
              "| method | family | size | s/iter (default precision) | s/iter fp32 | "
              "default result | peak memory |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["speed"]:
+        name = r["method"] + (f" ({r['inputs']})" if r.get("inputs") else "")
+        if "sec_per_iter" not in r:
+            lines.append(f"| {name} | {r.get('family', '')} | {r['size']} | "
+                         f"{r.get('unavailable', 'not measured')} | - | - | - |")
+            continue
         default = (f"{r['default_seconds']:.1f} s ({r['default_iterations']} it at top)"
                    if "default_seconds" in r else "not run (see --full)")
-        lines.append(f"| {r['method']} | {r['family']} | {r['size']} | {r['sec_per_iter']:.3f} | "
+        lines.append(f"| {name} | {r['family']} | {r['size']} | {r['sec_per_iter']:.3f} | "
                      f"{r['sec_per_iter_fp32']:.3f} | {default} | {r['peak_mb']:.0f} MB |")
     return lines + ["", "Optimization methods run a pyramid by default: the top level's "
                     "iterations cost the s/iter above, each coarser level (twice the iterations "
@@ -545,6 +578,9 @@ def main(argv=None) -> int:
                         help="comma-separated methods (default: all optimization methods)")
     parser.add_argument("--sizes", default="256,512,1024", help="long sides in pixels")
     parser.add_argument("--iters", type=int, default=5, help="timed iterations per size")
+    parser.add_argument("--timeout", type=float, default=WORKER_TIMEOUT,
+                        help="seconds one measurement may take before its row says so "
+                             f"(default {WORKER_TIMEOUT})")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed warm runs per size of the one-pass methods (median)")
     parser.add_argument("--full", default="256,512",
@@ -584,6 +620,7 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     parser.epilog = "`restyle bench batch --help`: throughput of restyle batch (images/s)."
     ns = parser.parse_args(argv)
+    globals()["WORKER_TIMEOUT"] = ns.timeout  # read by _spawn
     if ns.render:
         results = []
         for path in ns.render:
