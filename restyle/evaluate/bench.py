@@ -124,6 +124,8 @@ def _inputs_for(method, content, style, job: dict) -> Inputs:
         model = job.get("params", {}).get("model") or default_model()
         name = job.get("style_name") or get_stylenet(model).styles[0]
         return Inputs(content, [], [1.0], [name])
+    if method.task == "dream":  # the photo is the input, there is no style
+        return Inputs(content, [], [1.0])
     return Inputs(content if method.task == "transfer" else None, [style], [1.0])
 
 
@@ -144,9 +146,11 @@ def worker_onepass(job: dict) -> dict:
     try:
         inputs = _inputs_for(method, _load(job["content"]), _load(job["style"]), job)
         extra = job.get("params", {})
-        sized = {"size": size if method.task == "transfer" else f"{size}x{size}"}
-        method.run(inputs, make(method.Params, **{**extra, "size": 64} if method.task ==
-                                "transfer" else {**extra, "size": "64x64"}))  # warm-up
+        def at(side: int) -> dict:  # textures take WxH, the other tasks a long side
+            return {"size": f"{side}x{side}" if method.task == "texture" else side}
+
+        sized = at(size)
+        method.run(inputs, make(method.Params, **{**extra, **at(128)}))  # warm-up
         params = make(method.Params, **{**extra, **sized})
         t = time.perf_counter()
         image = method.run(inputs, params)
