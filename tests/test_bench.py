@@ -26,7 +26,8 @@ def test_render_combines_runs_and_appends_further_measurements(tmp_path, monkeyp
     assert combined["command"] == "restyle bench --methods gatys; restyle bench --methods texture"
     further = tmp_path / "further"
     further.mkdir()
-    (further / "video.md").write_text("# Video\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n")
+    (further / "video.md").write_text("# Video\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n\n"
+                                     "```sh\n# a comment\nrestyle video a.mp4\n```\n")
     monkeypatch.setattr(bench, "FURTHER", further)
     paths = []
     for k, r in enumerate((a, b)):
@@ -37,4 +38,5 @@ def test_render_combines_runs_and_appends_further_measurements(tmp_path, monkeyp
     text = md.read_text()
     assert "| gatys |" in text and "| texture |" in text
     assert "\n## Video\n" in text and "| 1 | 2 |" in text  # heading moved one level down
+    assert "\n# a comment\n" in text  # but not a comment in a code block
     assert json.loads(js.read_text())["command"].count("restyle bench") == 2

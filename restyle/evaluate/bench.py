@@ -418,8 +418,11 @@ def further_measurements(folder: Path | None = None) -> list[str]:
     folder = folder or FURTHER
     lines: list[str] = []
     for path in sorted(folder.glob("*.md")) if folder.is_dir() else []:
-        lines += [""] + ["#" + ln if ln.startswith("#") else ln
-                         for ln in path.read_text().strip().splitlines()]
+        lines.append("")
+        fenced = False
+        for ln in path.read_text().strip().splitlines():
+            fenced ^= ln.startswith("```")  # a shell comment in a code block is no heading
+            lines.append("#" + ln if ln.startswith("#") and not fenced else ln)
     return lines
 
 
