@@ -551,8 +551,10 @@ def one_pass_section(result: dict) -> list[str]:
             continue
         cells = [name, settings, str(r["size"]), f"{r['seconds']:.3f}", f"{r['first_seconds']:.3f}"]
         if gatys:
-            cells.append(f"{gatys[r['size']] / r['seconds']:.0f}x faster" if r["size"] in gatys
-                         else "-")
+            speedup = gatys[r["size"]] / r["seconds"] if r["size"] in gatys else None
+            cells.append("-" if speedup is None else f"{speedup:.0f}x faster" if speedup >= 1.5
+                         else f"{1 / speedup:.1f}x slower" if speedup < 1 else
+                         f"{speedup:.1f}x faster")
         if peer.get("rows"):
             vs = r.get("vs_peer")
             if vs:
