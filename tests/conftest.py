@@ -78,3 +78,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def random_decoder(level: str, seed: int = 0):
+    """A tiny Kaiming-initialised decoder for ``level`` whose outputs are neither flat nor
+    saturated: features scaled by their RMS on a photo, and the last layer set so that a
+    reconstruction has mean ~0.5 and std ~0.2 (comparisons on flat or clipped outputs
+    would mean nothing)."""
+    from skimage import data
+
+    from restyle import imaging
+    from restyle.backbone import get_vgg
+    from restyle.nets import Decoder
+    photo = imaging.to_tensor(Image.fromarray(data.astronaut()).resize((64, 64)))
+    f = get_vgg()(photo, [level])[level]
+    torch.manual_seed(seed)
+    dec = Decoder(level, width_mult=0.125, feature_scale=float(f.pow(2).mean().sqrt()))
+    convs = [m for m in dec.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        for conv in convs:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            conv.bias.zero_()
+        convs[-1].weight.mul_(0.2 / dec(f).std())
+        convs[-1].bias.fill_(0.5)
+    return dec

@@ -20,7 +20,7 @@ from restyle.nets import LEVELS, Decoder, load_decoder
 from restyle.nets.decoder import default_decoder_path, get_decoder
 from restyle.transforms import adain, channel_stats, style_swap
 
-from .conftest import stripes
+from .conftest import random_decoder, stripes
 
 SIZE = 64
 OUT_WH = (64, 43)  # the 90x60 content at --size 64
@@ -36,21 +36,9 @@ def models(tmp_path_factory) -> Path:
     set so a reconstruction has mean ~0.5 and std ~0.2: saturated or constant outputs
     would make the comparisons below meaningless.
     """
-    from skimage import data
     folder = tmp_path_factory.mktemp("models")
-    photo = imaging.to_tensor(Image.fromarray(data.astronaut()).resize((64, 64)))
-    feats = get_vgg()(photo, list(LEVELS))
     for i, level in enumerate(LEVELS):
-        f = feats[level]
-        torch.manual_seed(i)
-        dec = Decoder(level, width_mult=0.125, feature_scale=float(f.pow(2).mean().sqrt()))
-        convs = [m for m in dec.modules() if isinstance(m, torch.nn.Conv2d)]
-        with torch.no_grad():
-            for conv in convs:
-                torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-                conv.bias.zero_()
-            convs[-1].weight.mul_(0.2 / dec(f).std())
-            convs[-1].bias.fill_(0.5)
+        dec = random_decoder(level, seed=i)
         dec.save(folder / f"decoder_{level}.safetensors", note="random, for tests")
     return folder
 

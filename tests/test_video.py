@@ -15,15 +15,13 @@ av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
 from restyle import imaging  # noqa: E402
-from restyle.backbone import get_vgg  # noqa: E402
 from restyle.cli import main  # noqa: E402
 from restyle.errors import RestyleError  # noqa: E402
 from restyle.evaluate.metrics import gram_distance, temporal_warping_error  # noqa: E402
-from restyle.nets import Decoder  # noqa: E402
 from restyle.video import (Carry, TemporalGuide, blend_carry, consistency,  # noqa: E402
                            iter_frames, optical_flow, probe, stylize_video, warp, work_dir)
 
-from .conftest import stripes  # noqa: E402
+from .conftest import random_decoder, stripes  # noqa: E402
 
 FPS = 10
 W, H = 64, 48
@@ -94,20 +92,8 @@ def style_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def decoder_file(tmp_path_factory) -> Path:
     """A tiny random relu4_1 decoder whose outputs are neither flat nor saturated."""
-    from skimage import data
-    photo = imaging.to_tensor(Image.fromarray(data.astronaut()).resize((64, 64)))
-    f = get_vgg()(photo, ["relu4_1"])["relu4_1"]
-    torch.manual_seed(0)
-    dec = Decoder("relu4_1", width_mult=0.125, feature_scale=float(f.pow(2).mean().sqrt()))
-    convs = [m for m in dec.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        for conv in convs:
-            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            conv.bias.zero_()
-        convs[-1].weight.mul_(0.2 / dec(f).std())
-        convs[-1].bias.fill_(0.5)
     path = tmp_path_factory.mktemp("models") / "decoder_relu4_1.safetensors"
-    dec.save(path, note="random, for tests")
+    random_decoder("relu4_1").save(path, note="random, for tests")
     return path
 
 
