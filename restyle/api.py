@@ -121,10 +121,12 @@ def style_sheet(content: ImageLike, *, model: str = "", size: int = 256, columns
 
 
 def models() -> dict:
-    """The installed style networks (with their styles) and decoders, as ``restyle models``
-    lists them: ``{"models_dir", "models": {name: {...}}, "decoders": {level: {...}}}``."""
+    """The installed style networks (with their styles), decoders and distilled AdaIN model,
+    as ``restyle models`` lists them: ``{"models_dir", "models": {name: {...}}, "decoders":
+    {level: {...}}, "adain_lite": {...}}``."""
     import json
 
+    from .backbone import read_safetensors_metadata
     from .nets.decoder import LEVELS, default_decoder_path, read_metadata
     from .nets.stylenet import installed_models, models_dir, read_stylenet_metadata
     nets = {}
@@ -143,7 +145,17 @@ def models() -> dict:
             except RestyleError as e:
                 entry["error"] = str(e)
         decoders[level] = entry
-    return {"models_dir": str(models_dir()), "models": nets, "decoders": decoders}
+    from .nets.lite import FORMAT, FORMAT_VERSION, default_lite_path
+    lp = default_lite_path()
+    lite: dict = {"path": str(lp), "installed": lp.exists()}
+    if lp.exists():
+        try:
+            meta = read_safetensors_metadata(lp, FORMAT, FORMAT_VERSION, "distilled AdaIN model")
+            lite.update(steps=meta.get("steps"), width=meta.get("width"))
+        except RestyleError as e:
+            lite["error"] = str(e)
+    return {"models_dir": str(models_dir()), "models": nets, "decoders": decoders,
+            "adain_lite": lite}
 
 
 def info() -> dict:

@@ -485,7 +485,9 @@ def cmd_demo(argv: Sequence[str]) -> int:
 
 
 TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable)",
-             "style": "a feed-forward style network for one or many styles (resumable)"}
+             "style": "a feed-forward style network for one or many styles (resumable)",
+             "adain-lite": "the distilled AdaIN encoder/decoder for --method adain-lite "
+                           "(resumable)"}
 
 
 def _run_training(fn, out: str) -> int:
@@ -541,6 +543,9 @@ def train_style_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--add-to", default=None, metavar="MODEL",
                         help="add the styles to this trained network, training only their "
                              "own normalisation parameters")
+    parser.add_argument("--init-from", default=None, metavar="MODEL",
+                        help="start a new run from this trained network's weights (same "
+                             "styles), e.g. to fine-tune it at another --strength")
     _training_arguments(parser, "stylenet.safetensors, preview.png")
     add_arguments(parser, StyleTraining)
     ns = parser.parse_args(argv)
@@ -548,9 +553,35 @@ def train_style_cli(argv: Sequence[str]) -> int:
     names = [n.strip() for n in ns.names.split(",")] if ns.names else None
     return _run_training(lambda: train_style(
         ns.styles, ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        names=names, add_to=ns.add_to, data_dir=ns.data_dir, export=ns.export,
+        names=names, add_to=ns.add_to, init_from=ns.init_from, data_dir=ns.data_dir,
+        export=ns.export,
         checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
         precision=ns.precision, device=ns.device,
+        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+
+
+def train_lite_cli(argv: Sequence[str]) -> int:
+    import dataclasses
+
+    from .nets.train_lite import LiteTraining, train_lite
+    parser = ArgumentParser(
+        prog="restyle train adain-lite",
+        description="Distil AdaIN into a narrow VGG16-shaped encoder and its decoder, taught "
+                    "by the full VGG16 (--method adain-lite). Resumable like the decoders.")
+    _training_arguments(parser, "adain_lite.safetensors")
+    parser.add_argument("--style-dir", action="append", default=None, metavar="DIR",
+                        help="style images (default: .../styles); repeat for more folders")
+    parser.add_argument("--teacher-decoder", default=None, metavar="FILE",
+                        help="relu4_1 decoder the student's decoder is pruned from (default: "
+                             "the packaged one; without it the decoder starts random)")
+    add_arguments(parser, LiteTraining)
+    ns = parser.parse_args(argv)
+    settings = dataclasses.asdict(from_namespace(LiteTraining, ns))
+    return _run_training(lambda: train_lite(
+        ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+        data_dir=ns.data_dir, style_dirs=ns.style_dir, export=ns.export,
+        teacher_decoder=ns.teacher_decoder, checkpoint_minutes=ns.checkpoint_minutes,
+        eval_every=ns.eval_every, precision=ns.precision, device=ns.device,
         echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
 
 
@@ -564,6 +595,8 @@ def cmd_train(argv: Sequence[str]) -> int:
         raise RestyleError(f"unknown network {argv[0]!r} to train; one of: {', '.join(TRAINABLE)}")
     if argv[0] == "style":
         return train_style_cli(argv[1:])
+    if argv[0] == "adain-lite":
+        return train_lite_cli(argv[1:])
     import dataclasses
 
     from .nets.train_decoder import DecoderTraining, train_decoder
@@ -577,7 +610,8 @@ def cmd_train(argv: Sequence[str]) -> int:
                         help="style images for --adain-loss (default: .../styles)")
     parser.add_argument("--init-from", default=None, metavar="FILE",
                         help="start a new run from these decoder weights (a .safetensors file "
-                             "from an earlier run; the optimizer starts fresh)")
+                             "from an earlier run; the optimizer starts fresh); a shallower "
+                             "level's decoder becomes the new decoder's tail")
     add_arguments(parser, DecoderTraining)
     ns = parser.parse_args(argv[1:])
     settings = dataclasses.asdict(from_namespace(DecoderTraining, ns))
@@ -625,6 +659,10 @@ def _print_models(found: dict) -> None:
         else:
             note = f"{d['steps'] or '?'} steps, held-out PSNR {d['heldout_psnr']}"
         print(f"  {level:14s} {note}")
+    lite = found.get("adain_lite") or {}
+    note = ("missing" if not lite.get("installed") else f"unreadable: {lite['error']}"
+            if "error" in lite else f"width {lite['width']}, {lite['steps'] or '?'} steps")
+    print(f"distilled AdaIN (adain-lite): {note}")
 
 
 def cmd_info(argv: Sequence[str]) -> int:

@@ -308,5 +308,30 @@ def test_init_from_starts_a_new_run_from_exported_weights(photo_dir, tmp_path):
     assert warm["psnr"] > fresh["psnr"] + 2
     with pytest.raises(RestyleError, match="already holds a run"):
         train_decoder("relu2_1", tmp_path / "warm", steps=2, init_from=export, **kw)
-    with pytest.raises(RestyleError, match="decodes relu2_1 features"):
-        train_decoder("relu3_1", tmp_path / "other", steps=1, init_from=export, **kw)
+    with pytest.raises(RestyleError, match="decodes relu2_1 features, deeper than relu1_1"):
+        train_decoder("relu1_1", tmp_path / "other", steps=1, init_from=export, **kw)
+    # a deeper decoder grows from it: its tail is the relu2_1 decoder
+    deeper = train_decoder("relu3_1", tmp_path / "deeper", steps=1, init_from=export, **kw)
+    assert deeper["step"] == 1
+    grown = load_decoder(tmp_path / "deeper" / "decoder_relu3_1.safetensors")
+    src = load_decoder(export)
+    tail = [m for m in grown.modules() if isinstance(m, torch.nn.Conv2d)][-3:]
+    assert [c.weight.shape for c in tail] == [m.weight.shape for m in src.modules()
+                                              if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_graft_copies_the_shallower_decoder_into_the_tail():
+    torch.manual_seed(0)
+    small, big = Decoder("relu2_1"), Decoder("relu3_1")
+    assert big.graft(small) == 3
+    convs = lambda d: [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    big_convs, small_convs = convs(big), convs(small)
+    assert len(big_convs) == 5
+    for dst, src in zip(big_convs[2:], small_convs):
+        assert torch.equal(dst.weight, src.weight) and torch.equal(dst.bias, src.bias)
+    # the new head reads relu3_1's 256 channels and hands the tail relu2_1's 128
+    assert big_convs[0].in_channels == 256 and big_convs[1].out_channels == 128
+    with pytest.raises(RestyleError, match="grows from a shallower"):
+        small.graft(big)
+    with pytest.raises(RestyleError, match="different widths"):  # narrow: inputs are not scaled
+        Decoder("relu3_1", width_mult=0.125).graft(Decoder("relu2_1", width_mult=0.125))

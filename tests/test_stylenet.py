@@ -140,6 +140,27 @@ def test_adding_a_style_trains_only_its_own_parameters(photo_dir, style_dir, tmp
                     data_dir=photo_dir, **TINY)
 
 
+def test_init_from_starts_a_new_run_from_a_trained_network(photo_dir, style_dir, tmp_path):
+    from restyle.nets.train_style import train_style
+    base = random_net(("bands", "stripes"), width=8, blocks=1)
+    base_path = base.save(tmp_path / "base.safetensors")
+    styles = [style_dir / "bands.png", style_dir / "stripes.png"]
+    kw = dict(data_dir=photo_dir, eval_every=100, warmup=0, **TINY)
+    # zero steps of training: the run starts exactly at the given network, at its width
+    train_style(styles, tmp_path / "tune", steps=1, stop_at_step=0, init_from=base_path,
+                strength=0.3, **kw)
+    start = load_stylenet(tmp_path / "tune" / "stylenet.safetensors").state_dict()
+    assert all(torch.equal(v, base.state_dict()[k].half().float()) for k, v in start.items())
+    log = read_log(tmp_path / "tune" / "log.jsonl")
+    assert log[0]["init_from"] == str(base_path) and log[0]["config"]["width"] == 8
+    with pytest.raises(RestyleError, match="already holds a run"):
+        train_style(styles, tmp_path / "tune", steps=1, init_from=base_path, strength=0.3, **kw)
+    with pytest.raises(RestyleError, match="same ones"):
+        train_style(styles[:1], tmp_path / "other", steps=1, init_from=base_path, **kw)
+    with pytest.raises(RestyleError, match="do not go together"):
+        train_style(styles, tmp_path / "x", steps=1, init_from=base_path, add_to=base_path, **kw)
+
+
 # ----------------------------------------------------------------------------- using a model
 
 @pytest.fixture

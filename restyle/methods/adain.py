@@ -16,6 +16,10 @@ exactly one AdaIN with the mixed statistics :math:`\\mu = \\sum_k w_k \\mu_k`,
 :math:`\\sigma = \\sum_k w_k \\sigma_k`. restyle mixes the statistics: the same picture,
 one transform instead of K, and per-style statistics (2C numbers) are what a cache
 or a future region mask needs to hold.
+
+``adain-lite`` is the same method on a distilled encoder and decoder
+(:mod:`restyle.nets.lite`, about a tenth of the full networks' work): the fast path for
+any style image at full resolution; ``adain`` with VGG16 stays the quality option.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from ..backbone import get_vgg
 from ..nets.decoder import get_decoder
+from ..nets.lite import get_lite
 from ..optimize import resolve_precision
 from ..params import param
 from ..transforms import adain, channel_stats
@@ -49,11 +54,14 @@ class AdaIN(Method):
     summary = "Huang & Belongie 2017: match relu4_1 channel means/stds, decode (one pass)"
     Params = AdaINParams
 
+    def networks(self, params) -> tuple:
+        """(encoder, decoder): the embedded VGG16 and the packaged relu4_1 decoder."""
+        return get_vgg(), get_decoder(LEVEL, params.decoder)
+
     def run(self, inputs: Inputs, params: AdaINParams, callbacks=()) -> torch.Tensor:
-        dec = get_decoder(LEVEL, params.decoder)
+        vgg, dec = self.networks(params)
         prep = prepare(inputs, params, self.name)
         bf16 = resolve_precision(params.precision)
-        vgg = get_vgg()
         style_stats = [channel_stats(encode_style(vgg, s, [LEVEL], bf16)[LEVEL])
                        for s in prep.styles]
         if prep.masks is None:  # one transform with the mixed statistics (module docstring)
@@ -72,3 +80,21 @@ class AdaIN(Method):
                             [transform(m, s) for m, s in style_stats], weights, prep.masks,
                             params.strength, bf16, auto_tile(params, prep.size))
         return prep.finish(out, params)
+
+
+@dataclass
+class AdaINLiteParams(OnePassParams):
+    model: str = param("", "distilled AdaIN model file (default: models/adain_lite.safetensors "
+                       "of restyle, or in $RESTYLE_MODELS)", metavar="PATH")
+
+
+@register
+class AdaINLite(AdaIN):
+    name = "adain-lite"
+    summary = ("AdaIN on a distilled encoder/decoder (Wang et al. 2020): any style in one "
+               "fast pass at full resolution")
+    Params = AdaINLiteParams
+
+    def networks(self, params) -> tuple:
+        model = get_lite(params.model)
+        return model.encoder, model.decoder

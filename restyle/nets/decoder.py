@@ -117,11 +117,14 @@ class Decoder(nn.Module):
     """The mirror of VGG16 up to ``level``: features ``(N, C, h, w)`` to RGB ``(N, 3, H, W)``.
 
     ``width_mult`` scales the hidden channel counts (not the input features or
-    the 3 output channels). ``forward`` returns the raw (unclamped) output used
+    the 3 output channels). ``in_channels`` overrides the number of input feature
+    channels (default: VGG16's at the level), for encoders narrower than VGG16
+    (the distilled AdaIN encoder of :mod:`restyle.nets.lite`). ``forward`` returns the raw (unclamped) output used
     for training; :meth:`decode` is the inference call (no gradients, clamped).
     """
 
-    def __init__(self, level: str, width_mult: float = 1.0, feature_scale: float = 1.0):
+    def __init__(self, level: str, width_mult: float = 1.0, feature_scale: float = 1.0,
+                 in_channels: int | None = None):
         super().__init__()
         block = check_level(level)
         if not 0.125 <= width_mult <= 8:
@@ -135,7 +138,8 @@ class Decoder(nn.Module):
             return 3 if b == 0 else max(8, round(CHANNELS[b - 1] * width_mult))
 
         # stages[0] runs at the level's resolution; each later stage after a 2x upsampling.
-        stages: list[list[nn.Module]] = [[_conv(CHANNELS[block - 1], width(block - 1))]]
+        self.in_channels = int(in_channels or CHANNELS[block - 1])
+        stages: list[list[nn.Module]] = [[_conv(self.in_channels, width(block - 1))]]
         for b in range(block - 1, 0, -1):
             stages[-1].append(nn.ReLU(inplace=True))
             stage: list[nn.Module] = []
@@ -174,6 +178,27 @@ class Decoder(nn.Module):
         return x
 
     @torch.no_grad()
+    def graft(self, shallower: "Decoder") -> int:
+        """Copy a shallower level's decoder into this one's tail; returns the convs copied.
+
+        A relu5_1 decoder ends with the layers of a relu4_1 decoder (the mirror of conv4_1
+        onwards), so training it can start from a trained relu4_1 decoder and learn only
+        the new head (which maps relu5_1 features to what the relu4_1 decoder reads).
+        """
+        if check_level(shallower.level) >= check_level(self.level):
+            raise RestyleError(f"a {self.level} decoder grows from a shallower level's, "
+                               f"not from {shallower.level}")
+        mine = [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+        theirs = [m for m in shallower.modules() if isinstance(m, nn.Conv2d)]
+        for dst, src in zip(mine[len(mine) - len(theirs):], theirs):
+            if dst.weight.shape != src.weight.shape:
+                raise RestyleError(f"the {shallower.level} decoder's layers do not fit this "
+                                   f"{self.level} decoder's tail (different widths)")
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+        return len(theirs)
+
+    @torch.no_grad()
     def decode(self, features: torch.Tensor, output_size: Sequence[int] | None = None
                ) -> torch.Tensor:
         """Inference: the decoded image in [0, 1], float32."""
@@ -199,6 +224,7 @@ class Decoder(nn.Module):
         meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
         meta.update(format=FORMAT, format_version=FORMAT_VERSION, level=self.level,
                     width_mult=repr(self.width_mult), encoder="vgg16",
+                    in_channels=str(self.in_channels),
                     feature_scale=repr(float(self.feature_scale)))
         _atomic_save_safetensors(tensors, path, meta)
         return path
@@ -223,7 +249,8 @@ def load_decoder(path: str | Path, level: str | None = None, device: str | torch
             raise RestyleError(f"{path} decodes {meta.get('level')} features, "
                                f"but a {level} decoder is needed")
     try:
-        dec = Decoder(meta["level"], float(meta["width_mult"]))
+        dec = Decoder(meta["level"], float(meta["width_mult"]),
+                      in_channels=int(meta["in_channels"]) if "in_channels" in meta else None)
     except (KeyError, ValueError) as e:
         raise RestyleError(f"{path}: damaged decoder metadata ({e})") from None
     from safetensors.torch import load_file

@@ -129,11 +129,23 @@ class DecoderRun:
             self.dec = Decoder(cfg.level, cfg.width_mult, state["feature_scale"])
             self.dec.load_state_dict(state["model"])
         elif init_from is not None:
-            self.dec = load_decoder(init_from, level=cfg.level)
-            if abs(self.dec.width_mult - cfg.width_mult) > 1e-9:
-                raise RestyleError(f"{init_from} has width {self.dec.width_mult}, the run "
+            src = load_decoder(init_from)
+            if abs(src.width_mult - cfg.width_mult) > 1e-9:
+                raise RestyleError(f"{init_from} has width {src.width_mult}, the run "
                                    f"asks for {cfg.width_mult}")
-            self.dec.requires_grad_(True)
+            if src.level == cfg.level:
+                self.dec = src.requires_grad_(True)
+            elif check_level(src.level) < check_level(cfg.level):
+                # a deeper decoder grows from a shallower one: its tail is that decoder
+                sample = torch.stack([center_square(im, eval_size) for im in train_photos[:32]])
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(cfg.seed)
+                    self.dec = Decoder(cfg.level, cfg.width_mult, self.feature_rms(sample))
+                self.dec.graft(src)
+            else:
+                raise RestyleError(f"{init_from} decodes {src.level} features, deeper than "
+                                   f"{cfg.level}: a decoder can start from its own level's "
+                                   f"weights or grow from a shallower level's")
         else:
             sample = torch.stack([center_square(im, eval_size) for im in train_photos[:32]])
             with torch.random.fork_rng(devices=[]):  # the seed makes the weights, nothing global

@@ -82,7 +82,8 @@ class StyleRun:
 
     def __init__(self, cfg: StyleTraining, out: Path, state: dict | None, total: int | None,
                  style_files: list[Path], names: list[str], content_dir: Path, holdout: int,
-                 eval_size: int, precision: str, device: str, add_to: Path | None):
+                 eval_size: int, precision: str, device: str, add_to: Path | None,
+                 init_from: Path | None = None):
         self.cfg, self.out, self.total = cfg, out, total
         self.dev = resolve_device(device)
         self.bf16 = resolve_precision(precision, self.dev)
@@ -110,6 +111,12 @@ class StyleRun:
         self.net = StyleNet(all_names, cfg.width, cfg.blocks)
         if base is not None:
             self._grow_from(base)
+        elif state is None and init_from is not None:
+            start = load_stylenet(init_from)
+            if start.styles != all_names:
+                raise RestyleError(f"{init_from} has the styles {start.styles}; a run started "
+                                   f"from it must train the same ones, not {all_names}")
+            self.net.load_state_dict(start.state_dict())
         elif state is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
@@ -139,6 +146,7 @@ class StyleRun:
             "config": asdict(cfg), "total_steps": total, "styles": all_names,
             "trained_styles": names, "style_files": [str(f) for f in style_files],
             "add_to": str(add_to) if add_to else None,
+            "init_from": str(init_from) if init_from else None,
             "params": sum(p.numel() for p in self.net.parameters()),
             "held_out": [files[i].name for i in held], "bf16": self.bf16,
             "device": str(self.dev), "restyle": __version__})
@@ -274,6 +282,7 @@ def style_name(path: Path) -> str:
 def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: float | None = None,
                 steps: int | None = None, resume: bool = True, *,
                 names: Sequence[str] | None = None, add_to: str | Path | None = None,
+                init_from: str | Path | None = None,
                 data_dir: str | Path | None = None, export: str | Path | None = None,
                 checkpoint_minutes: float = 5.0, eval_every: int = 250, eval_size: int = 256,
                 holdout: int = 3, log_every: int = 10, precision: str = "auto",
@@ -284,13 +293,18 @@ def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: floa
     One style gives a per-style network, several a conditional-instance-norm network
     (the style names are the file names, or ``names``). ``add_to`` (a trained network
     file) adds the styles to it, training only their normalisation parameters.
+    ``init_from`` (a trained network file with the same styles) starts a *new* run from
+    its weights, e.g. to fine-tune it at another ``strength`` (the optimizer starts fresh).
     ``steps``, ``minutes``, ``resume``, ``export``, ``stop_at_step`` work as in
     :func:`~restyle.nets.train_decoder.train_decoder`; other ``settings``: see
     :class:`StyleTraining`.
     """
-    if add_to:  # a grown network keeps the shape of the one it grows from
+    if add_to and init_from:
+        raise RestyleError("--add-to and --init-from do not go together: one grows a network "
+                           "by new styles, the other starts from a network's weights")
+    if add_to or init_from:  # a grown or continued network keeps its shape
         from .stylenet import read_stylenet_metadata
-        meta = read_stylenet_metadata(add_to)
+        meta = read_stylenet_metadata(add_to or init_from)
         settings.update(width=int(meta["width"]), blocks=int(meta["blocks"]))
     cfg = make(StyleTraining, **settings)
     say = echo or (lambda _msg: None)
@@ -312,8 +326,12 @@ def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: floa
         state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() \
             else None
         total = plan_total(state, asdict(cfg), out, steps, minutes, say)
+        if state is not None and init_from is not None:
+            raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
+                               f"(add --no-resume or pick another --out)")
         run = StyleRun(cfg, out, state, total, style_files, names, content_dir, holdout,
-                       eval_size, precision, device, add_path)
+                       eval_size, precision, device, add_path,
+                       Path(init_from) if init_from else None)
         say(f"{'resuming' if state else 'starting'} style network ({', '.join(names)}) in {out} "
             f"at step {run.step_no}{f' of {total}' if total else ''} "
             f"({sum(p.numel() for p in run.net.parameters()) / 1e6:.2f} M params, "
