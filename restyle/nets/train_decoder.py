@@ -43,6 +43,7 @@ from ..params import make, param
 from ..transforms import adain, channel_stats
 from .decoder import LEVELS, Decoder, check_level, load_decoder
 from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
+                       training_photos,
                        image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
                        plan_total, psnr, resolve_device, restore_run, run_lock, training_loop,
                        warmup_cosine)
@@ -105,24 +106,16 @@ class DecoderRun:
         self.bf16 = resolve_precision(precision, self.dev)
         self.feat_layers, self.style_layers = _layers(cfg.level)
 
-        # data: held-out photos spread over the sorted list, the rest as random crops
-        files = image_files(content_dir, "training photo")
-        if len(files) <= holdout:
-            raise RestyleError(f"need more than {holdout} training photos, found {len(files)} "
-                               f"in {content_dir}")
-        held = sorted({round(i * len(files) / holdout) for i in range(holdout)})
-        photos = [load_uint8(p, "training photo") for p in files]
-        train_photos = [im for i, im in enumerate(photos) if i not in held]
-        self.train_set = RandomCrops(train_photos, cfg.crop)
-        self.eval_batch = torch.stack([center_square(photos[i], eval_size) for i in held]
-                                      ).to(self.dev)
+        data = training_photos(content_dir, holdout, cfg.crop, eval_size, self.dev)
+        self.train_set, self.eval_batch = data.train_set, data.eval_batch
+        train_photos = data.train_photos
         self.styles = self.eval_style = None
         if cfg.adain_loss:
             style_images = [load_uint8(p, "style image", max_short_side=512)
                             for p in image_files(style_dir, "style image")]
             self.styles = RandomCrops(style_images, cfg.crop)
             self.eval_style = center_square(style_images[0], eval_size).unsqueeze(0).to(self.dev)
-        self.data_note = f"{len(train_photos)} photos from {content_dir.name}/"
+        self.data_note = data.note
 
         self.vgg = get_vgg().to(self.dev)
         if state is not None:
@@ -157,7 +150,7 @@ class DecoderRun:
             "config": asdict(cfg), "total_steps": total,
             "init_from": str(init_from) if init_from else None,
             "feature_scale": float(self.dec.feature_scale), "train_photos": len(train_photos),
-            "held_out": [files[i].name for i in held], "params": self.params,
+            "held_out": data.held_out, "params": self.params,
             "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
 
     @property

@@ -46,6 +46,7 @@ from .decoder import default_decoder_path, load_decoder
 from .lite import LEVEL, LiteAdaIN, prune_decoder, prune_vgg
 from .train_decoder import _style_distance
 from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
+                       training_photos,
                        image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
                        plan_total, psnr, resolve_device, restore_run, run_lock, training_loop,
                        warmup_cosine)
@@ -97,22 +98,15 @@ class LiteRun:
         self.dev = resolve_device(device)
         self.bf16 = resolve_precision(precision, self.dev)
 
-        files = image_files(content_dir, "training photo")
-        if len(files) <= holdout:
-            raise RestyleError(f"need more than {holdout} training photos, found {len(files)} "
-                               f"in {content_dir}")
-        held = sorted({round(i * len(files) / holdout) for i in range(holdout)})
-        photos = [load_uint8(p, "training photo") for p in files]
-        train_photos = [im for i, im in enumerate(photos) if i not in held]
-        self.train_set = RandomCrops(train_photos, cfg.crop)
-        self.eval_batch = torch.stack([center_square(photos[i], eval_size) for i in held]
-                                      ).to(self.dev)
+        data = training_photos(content_dir, holdout, cfg.crop, eval_size, self.dev)
+        self.train_set, self.eval_batch = data.train_set, data.eval_batch
+        train_photos = data.train_photos
         style_files = [f for d in style_dirs for f in image_files(d, "style image")]
         style_images = [load_uint8(p, "style image", max_short_side=512) for p in style_files]
         self.styles = RandomCrops(style_images, cfg.crop)
         self.eval_style = center_square(style_images[0], eval_size).unsqueeze(0).to(self.dev)
-        self.data_note = (f"{len(train_photos)} photos from {content_dir.name}/, "
-                          f"{len(style_files)} style images ({', '.join(p.stem for p in style_files)})")
+        self.data_note = (f"{data.note}, {len(style_files)} style images "
+                          f"({', '.join(p.stem for p in style_files)})")
 
         self.vgg = get_vgg().to(self.dev)
         self.model = LiteAdaIN(cfg.width)
@@ -141,7 +135,7 @@ class LiteRun:
             "config": asdict(cfg), "total_steps": total, "init": init_note,
             "feature_scale": float(self.model.decoder.feature_scale),
             "train_photos": len(train_photos), "styles": [p.name for p in style_files],
-            "held_out": [files[i].name for i in held], "params": self.params,
+            "held_out": data.held_out, "params": self.params,
             "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
 
     @property

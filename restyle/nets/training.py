@@ -14,6 +14,7 @@ import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -103,6 +104,34 @@ class RandomCrops:
             patch = imaging.resize_tensor(patch, (self.crop, self.crop))[0]
             out[k] = patch.flip(-1) if float(u[k, 3]) < 0.5 else patch
         return out
+
+
+@dataclass
+class Photos:
+    """A trainer's photos: random crops of most, a fixed evaluation batch of the rest."""
+
+    train_set: RandomCrops
+    train_photos: list[torch.Tensor]  # (3, H, W) uint8 each
+    eval_batch: torch.Tensor  # (holdout, 3, eval_size, eval_size) centre squares
+    held_out: list[str]  # their file names
+    note: str  # "N photos from FOLDER/"
+
+
+def training_photos(content_dir: Path, holdout: int, crop: int, eval_size: int,
+                    device: torch.device | str = "cpu") -> Photos:
+    """The photos of ``content_dir``: ``holdout`` of them, spread over the sorted list, kept
+    out of training for evaluation; the rest sampled as random crops of ``crop`` px."""
+    files = image_files(content_dir, "training photo")
+    if len(files) <= holdout:
+        raise RestyleError(f"need more than {holdout} training photos, found {len(files)} "
+                           f"in {content_dir}")
+    held = sorted({round(i * len(files) / holdout) for i in range(holdout)})
+    photos = [load_uint8(p, "training photo") for p in files]
+    train_photos = [im for i, im in enumerate(photos) if i not in held]
+    eval_batch = torch.stack([center_square(photos[i], eval_size) for i in held]).to(device)
+    return Photos(RandomCrops(train_photos, crop), train_photos, eval_batch,
+                  [files[i].name for i in held],
+                  f"{len(train_photos)} photos from {Path(content_dir).name}/")
 
 
 def warmup_cosine(step: int, total: int | None, peak: float, warmup: int,
