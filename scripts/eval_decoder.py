@@ -1,10 +1,12 @@
 """Reconstruction quality of trained decoders, for their model cards.
 
-Encodes each photo with the embedded VGG16 up to the decoder's level, decodes it, and
+Encodes each photo with the embedded VGG16 up to the decoder's level (or, for the
+distilled AdaIN model ``adain_lite.safetensors``, with its own encoder), decodes it, and
 reports PSNR (dB, higher is better) and luminance SSIM (1 is perfect) against the photo.
 
     python scripts/eval_decoder.py models/decoder_relu4_1.safetensors [--size 512]
         [--photos ../shared/data/content]
+    python scripts/eval_decoder.py models/adain_lite.safetensors
 
 Prints a markdown table (one row per photo and the mean).
 """
@@ -20,16 +22,18 @@ from restyle import imaging
 from restyle.backbone import get_vgg
 from restyle.evaluate.metrics import ssim_luminance
 from restyle.nets.decoder import load_decoder
+from restyle.nets.lite import FORMAT as LITE_FORMAT
+from restyle.nets.lite import load_lite
 from restyle.nets.training import psnr
 
 PHOTOS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "content"
 
 
 @torch.no_grad()
-def reconstruct(vgg, decoder, image: torch.Tensor, bf16: bool) -> torch.Tensor:
+def reconstruct(encoder, decoder, image: torch.Tensor, bf16: bool) -> torch.Tensor:
     level = decoder.level
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        feats = vgg(image, [level])[level]
+        feats = encoder(image, [level])[level]
         return decoder.decode(feats.float(), image.shape[-2:])
 
 
@@ -47,13 +51,20 @@ def main(argv=None) -> int:
         return 2
     vgg = get_vgg()
     print("| decoder | photo | PSNR (dB) | SSIM (Y) |\n| --- | --- | --- | --- |")
+    from safetensors import safe_open
     for path in ns.decoders:
-        decoder = load_decoder(path)
+        with safe_open(path, "pt") as f:
+            lite = (f.metadata() or {}).get("format") == LITE_FORMAT
+        if lite:
+            model = load_lite(path)
+            encoder, decoder = model.encoder, model.decoder
+        else:
+            encoder, decoder = vgg, load_decoder(path)
         scores = []
         for photo in photos:
             pil = imaging.load_image(photo)
             img = imaging.to_tensor(imaging.resize(pil, imaging.fit_size(*pil.size, ns.size)))
-            out = reconstruct(vgg, decoder, img, not ns.fp32)
+            out = reconstruct(encoder, decoder, img, not ns.fp32)
             scores.append((float(psnr(out, img)[0]), ssim_luminance(out, img)))
             print(f"| {Path(path).name} | {photo.name} | {scores[-1][0]:.2f} | {scores[-1][1]:.3f} |",
                   flush=True)

@@ -3,8 +3,10 @@
     python scripts/make_model_sheets.py [--data ../shared/data] [--docs docs]
 
 Writes docs/painters_tubingen.jpg and docs/painters_chicago.jpg (every style of the
-`painters` network), docs/painters_blends.jpg (two-style blends) and docs/one_pass.jpg
-(AdaIN, WCT, style-swap and the network on the shared photos). About a minute on 2 cores.
+`painters` network), docs/painters_blends.jpg (two-style blends), docs/one_pass.jpg
+(AdaIN, adain-lite, WCT, style-swap and the network on the shared photos) and
+docs/adain_lite_unseen.jpg (adain-lite and AdaIN with paintings neither was trained on:
+Monet and Renoir from the shared semantic/ folder). About two minutes on 2 cores.
 """
 from __future__ import annotations
 
@@ -51,12 +53,22 @@ def main(argv=None) -> int:
     for name, style in (("tubingen", "starry_night"), ("chicago", "woman_with_a_hat"),
                         ("hoover_tower_night", "udnie")):
         tiles.append((f"{name} / {style}", imaging.load_image(photo[name])))
-        for method in ("adain", "wct", "style-swap"):
+        for method in ("adain", "adain-lite", "wct", "style-swap"):
             tiles.append((method, restyle.transfer(photo[name], styles / f"{style}.jpg",
                                                    method=method, size=size)))
         tiles.append(("network painters", restyle.transfer(photo[name], style, method="network",
                                                            size=size)))
-    save(imaging.labelled_grid(tiles, size, 5), docs / "one_pass.jpg")
+    save(imaging.labelled_grid(tiles, size, 6), docs / "one_pass.jpg")
+
+    unseen = []
+    for name, painting in (("cornell", "monet"), ("modern", "renoir"), ("tubingen", "monet")):
+        style = data / "semantic" / f"{painting}.jpg"
+        unseen += [(name, imaging.load_image(photo.get(name, data / "content" / f"{name}.jpg"))),
+                   (f"{painting} (not trained on)", imaging.load_image(style))]
+        unseen += [(method, restyle.transfer(data / "content" / f"{name}.jpg", style,
+                                             method=method, size=size))
+                   for method in ("adain-lite", "adain")]
+    save(imaging.labelled_grid(unseen, size, 4), docs / "adain_lite_unseen.jpg")
     return 0
 
 

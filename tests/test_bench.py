@@ -40,3 +40,17 @@ def test_render_combines_runs_and_appends_further_measurements(tmp_path, monkeyp
     assert "\n## Video\n" in text and "| 1 | 2 |" in text  # heading moved one level down
     assert "\n# a comment\n" in text  # but not a comment in a code block
     assert json.loads(js.read_text())["command"].count("restyle bench") == 2
+
+
+def test_reference_section_explains_the_ratio_by_the_cost_per_iteration():
+    ref = {"size": [384, 512], "ref_iterations": 100, "ref_seconds": 100.0, "ref_loss": 0.5,
+           "reached": False, "levels": [[192, 256], [384, 512]], "ours_settings": {"a": 1},
+           "ours_trace": [[1, 10.0, 0.9], [2, 40.0, 0.6]], "ours_default_loss": 0.6,
+           "ours_default_seconds": 40.0,
+           "ref_trace": [[50, 50.0, 0.7], [100, 100.0, 0.5]]}
+    row = {"method": "gatys", "family": "image-optimization", "size": 512, "sec_per_iter": 0.3,
+           "sec_per_iter_fp32": 1.2, "peak_mb": 900}
+    text = bench.render_markdown(result("restyle bench", [row], ref))
+    assert "against the reference's 1.000 s, a ratio of 0.30" in text
+    assert "the measured ratios above run from 0.80 to 0.80" in text
+    assert bench.reference_floor(result("x", [], ref), ref) == []  # no speed row: no claim

@@ -179,3 +179,13 @@ def test_cli_adain_lite_without_a_model(tmp_path, photo, style_path, monkeypatch
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert err.count("\n") == 1 and "no distilled AdaIN model" in err
+
+
+def test_cli_train_adain_lite(photo_dir, style_dir, tmp_path, capsys):
+    args = ["train", "adain-lite", "--out", tmp_path / "run", "--steps", "1", "--batch", "2",
+            "--crop", "32", "--width", "0.125", "--data-dir", photo_dir, "--style-dir",
+            style_dir, "--teacher-decoder", tmp_path / "none.safetensors", "-q"]
+    assert main([str(a) for a in args]) == 0, capsys.readouterr().err
+    assert load_lite(tmp_path / "run" / "adain_lite.safetensors").metadata["steps"] == "1"
+    assert main([str(a) for a in args[:4]] + ["--steps", "1", "--width", "2"]) == 2
+    assert "--width" in capsys.readouterr().err

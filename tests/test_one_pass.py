@@ -370,9 +370,18 @@ def test_cli_runs_the_one_pass_methods(monkeypatch, models, content, style, tmp_
         assert "wrote" in stdout and Image.open(out).size == OUT_WH
 
 
+def test_style_size_follows_the_output_by_default(models, content, style):
+    kw = dict(method="adain", size=SIZE, precision="fp32", **DECODER_ARGS["adain"](models))
+    auto = pixels(restyle.transfer(content, style, **kw))
+    same = pixels(restyle.transfer(content, style, style_size=max(OUT_WH), **kw))
+    small = pixels(restyle.transfer(content, style, style_size=24, **kw))
+    assert np.abs(auto - same).max() <= 1  # 0 = the output's long side
+    assert np.abs(auto - small).mean() > 1
+
+
 @pytest.mark.parametrize("params, pattern", [
     (dict(method="adain", strength=1.5), "--strength must be at most 1"),
-    (dict(method="adain", style_size=8), "--style-size must be at least 16"),
+    (dict(method="adain", style_size=-1), "--style-size must be at least 0"),
     (dict(method="adain", iterations=3), "unknown parameter"),
     (dict(method="adain", decoder="RELU3"), "decodes relu3_1 features, but a relu4_1 decoder"),
     (dict(method="wct", levels="6"), "--levels takes numbers 1-5"),

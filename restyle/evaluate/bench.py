@@ -426,6 +426,28 @@ def further_measurements(folder: Path | None = None) -> list[str]:
     return lines
 
 
+def reference_floor(result: dict, ref: dict) -> list[str]:
+    """Why the ratio is where it is: restyle's cost per iteration at the final size against
+    the reference's, the floor of the ratio if every iteration made the same progress."""
+    h, w = ref["size"]
+    ours = next((r for r in result.get("speed", []) if r["method"] == "gatys"
+                 and r["size"] == max(h, w) and "sec_per_iter" in r), None)
+    if ours is None or not ref.get("ref_iterations"):
+        return []
+    per_ref = ref["ref_seconds"] / ref["ref_iterations"]
+    floor = ours["sec_per_iter"] / per_ref
+    measured = [t_ours / t_ref for _, _, t_ref, t_ours in time_to_loss(ref) if t_ours]
+    curve = (f"; the measured ratios above run from {min(measured):.2f} to {max(measured):.2f}"
+             if measured else "")
+    return [f"Cost per iteration at the final size: restyle {ours['sec_per_iter']:.3f} s "
+            f"(default precision, from the speed table) against the reference's {per_ref:.3f} s, "
+            f"a ratio of {floor:.2f}: the ratio restyle would have if each of its iterations "
+            f"at the final size were worth one of the reference's and the coarse levels cost "
+            f"nothing{curve}. A ratio of 0.25 needs the coarse pyramid levels to save "
+            f"iterations at the final size, or a bfloat16 iteration to be worth more than an "
+            f"fp32 one; at this loss level neither happens.", ""]
+
+
 def render_markdown(result: dict) -> str:
     lines = report_head("Benchmarks", result) + [
              f"Inputs: content `{result['content']}`, style `{result['style']}`. Sizes are the "
@@ -466,6 +488,7 @@ def render_markdown(result: dict) -> str:
             ratio = f"{t_ours / t_ref:.3f}" if t_ours is not None else "-"
             lines.append(f"| {n} | {loss:.4f} | {t_ref:.1f} s | {ours} | {ratio} |")
         lines.append("")
+        lines += reference_floor(result, ref)
     if result["speed"]:
         lines += speed_section(result)
     if result.get("one_pass") or result.get("peer"):
@@ -520,8 +543,9 @@ def one_pass_section(result: dict) -> list[str]:
                   f"{peer['threads']} threads, the same as torch's), timed in the same run on "
                   "the same photo and painting: its built-in 26-style network (compared with "
                   "restyle's style networks) and its style-image mode (384 px inside, scaled "
-                  "up; compared with AdaIN, WCT and style-swap; it encodes the style on every "
-                  "call). A ratio below 1 means restyle is faster.", ""]
+                  "up; compared with AdaIN (full and distilled), WCT and style-swap; it "
+                  "encodes the style on every call). A ratio below 1 means restyle is faster.",
+                  ""]
     if scored:
         lines += [f"Scores of the written outputs (`--outputs`), all images reduced to "
                   f"{result['eval_size']} px: content = VGG content distance to the photo, "

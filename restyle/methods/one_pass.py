@@ -1,6 +1,8 @@
 """What the one-pass methods (AdaIN, WCT, style-swap) share; not a method itself.
 
-Each of them: loads the content at the output size and the styles at ``style_size``,
+Each of them: loads the content at the output size and the styles at ``style_size``
+(by default the output's long side, up to 1024 px, so strokes keep their size relative
+to the picture, as Gatys's ``style_scale=1`` does),
 optionally prepares colour preservation (as Gatys does: luminance-only transfer, or
 the styles recoloured to the content's palette), encodes with the embedded VGG16
 (bfloat16 autocast where the CPU supports it), transforms the features, blends with
@@ -45,6 +47,8 @@ from . import Inputs
 #: tiled in tiles of ``AUTO_TILE`` pixels.
 AUTO_SINGLE = 1600
 AUTO_TILE = 1024
+#: Longest side a style image is encoded at when ``style_size`` is 0 (automatic).
+STYLE_SIZE_CAP = 1024
 
 
 @dataclass
@@ -55,8 +59,10 @@ class OnePassParams:
     strength: float = param(1.0, "style strength (the papers' alpha): 0 decodes the photo's "
                             "own features, 1 the fully transformed ones", min=0.0, max=1.0,
                             aliases=("alpha",))
-    style_size: int = param(512, "long side the style image(s) are resized to before encoding "
-                            "(the size of the style's strokes)", min=16, max=imaging.MAX_SIDE)
+    style_size: int = param(0, "long side the style image(s) are resized to before encoding "
+                            f"(the size of the style's strokes); 0: the output's long side, at "
+                            f"most {STYLE_SIZE_CAP} (strokes as large, relative to the picture, "
+                            f"as in the painting)", min=0, max=imaging.MAX_SIDE)
     preserve_color: str = param("none", "keep the photo's colours: 'luminance' transfers only "
                                 "luminance, 'histogram' recolours the style first",
                                 choices=("none", "luminance", "histogram"))
@@ -133,10 +139,11 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
                            f"{len(inputs.styles)} styles")
     styles, weights, masks = [], [], []
     h, w_ = photo.shape[-2:]
+    style_side = p.style_size or min(max(h, w_), STYLE_SIZE_CAP)
     for k, (img, w) in enumerate(zip(inputs.styles, inputs.style_weights)):
         if w > 0 or mask_files:
             styles.append(imaging.to_tensor(imaging.resize(img, imaging.fit_size(*img.size,
-                                                                                 p.style_size))))
+                                                                                 style_side))))
             weights.append(w / total)
             if mask_files:
                 masks.append(load_mask(mask_files[k], (h, w_)))

@@ -4,6 +4,9 @@
 * :mod:`.training`: what every trainer shares: photo crops, the learning-rate schedule,
   atomic checkpoints, the JSONL log.
 * :mod:`.train_decoder`: the resumable decoder training (``restyle train decoder``).
+* :mod:`.stylenet`, :mod:`.train_style`: feed-forward style networks (``restyle train style``).
+* :mod:`.lite`, :mod:`.train_lite`: the distilled AdaIN encoder/decoder
+  (``--method adain-lite``, ``restyle train adain-lite``).
 """
 
 from .decoder import LEVELS, Decoder, default_decoder_path, get_decoder, load_decoder
