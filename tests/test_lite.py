@@ -189,3 +189,28 @@ def test_cli_train_adain_lite(photo_dir, style_dir, tmp_path, capsys):
     assert load_lite(tmp_path / "run" / "adain_lite.safetensors").metadata["steps"] == "1"
     assert main([str(a) for a in args[:4]] + ["--steps", "1", "--width", "2"]) == 2
     assert "--width" in capsys.readouterr().err
+
+
+def test_the_shipped_models_load_and_fit_the_size_budget():
+    from pathlib import Path
+
+    from restyle.nets import load_decoder
+    from restyle.nets.stylenet import load_stylenet
+    models = Path(restyle.__file__).resolve().parents[1] / "models"
+    decoders = sorted(models.glob("decoder_relu*_1.safetensors"))
+    assert len(decoders) >= 4
+    for path in decoders:
+        assert load_decoder(path).level in path.name
+    assert sum(p.stat().st_size for p in models.glob("*.safetensors")) < 30e6  # issue #6
+    assert load_stylenet(models / "painters.safetensors").styles
+    lite = load_lite(models / "adain_lite.safetensors")
+    assert lite.width == 0.375 and int(lite.metadata["steps"]) >= 4000
+
+
+def test_shipped_adain_lite_moves_the_colours_towards_the_style(photo):
+    from skimage import data
+    style = Image.fromarray(data.coffee()).resize((96, 64))
+    out = restyle.transfer(photo, style, method="adain-lite", size=96, palette="decoder")
+    mean = lambda img: np.asarray(img, float).reshape(-1, 3).mean(0)
+    before = np.abs(mean(Image.open(photo)) - mean(style)).sum()
+    assert np.abs(mean(out) - mean(style)).sum() < 0.6 * before

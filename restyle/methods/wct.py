@@ -43,7 +43,8 @@ class WCTParams(OnePassParams):
                             min=0.0, max=1.0, aliases=("alpha",))
     levels: str = param("4,3,2,1", "relu{k}_1 levels to transform, coarse to fine "
                         "(a subset such as 4,3 uses fewer decoders; 5,4,3,2,1 as in the paper "
-                        "needs a relu5_1 decoder, which restyle does not ship yet)",
+                        "adds the relu5_1 level: bolder, but restyle's relu5_1 decoder is "
+                        "soft and the photo's structure suffers, so it is not the default)",
                         metavar="4,3,2,1")
     decoder_dir: str = param("", "folder holding decoder_relu{k}_1.safetensors (default: "
                              "restyle's models/, or $RESTYLE_MODELS)", metavar="DIR")
