@@ -232,9 +232,7 @@ class DecoderRun:
             result["adain_content"] = round(float(relative_mse(fo[level], target)), 5)
             result["adain_style"] = round(float(_style_distance(fo, stats, self.style_layers)), 5)
         self.dec.train()
-        self.last_eval = {"step": self.step_no, **result}
-        self.log.write({"step": self.step_no, "eval": self.last_eval})
-        return self.last_eval
+        return result
 
     def save_weights(self, path: Path) -> Path:
         """The float16 decoder file, with what it was trained on and for how long."""

@@ -236,9 +236,7 @@ class LiteRun:
                   "adain_content": round(float(relative_mse(fo[LEVEL], adain(tx, ts[LEVEL]))), 5),
                   "adain_style": round(float(_style_distance(fo, stats, STYLE_LAYERS)), 5)}
         self.model.train()
-        self.last_eval = {"step": self.step_no, **result}
-        self.log.write({"step": self.step_no, "eval": self.last_eval})
-        return self.last_eval
+        return result
 
     def save_weights(self, path: Path) -> Path:
         return self.model.save(path, steps=self.step_no, total_steps=self.total,

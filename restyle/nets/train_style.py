@@ -250,11 +250,8 @@ class StyleRun:
         sheet = torch.cat([torch.cat([self.eval_batch[i] for i in range(len(x))], 1)]
                           + [torch.cat([r[i] for i in range(len(x))], 1) for r in rows], 2)
         imaging.save_image(sheet.unsqueeze(0), self.out / "preview.png", overwrite=True)
-        self.last_eval = {"step": self.step_no, "content": round(sum(content) / len(content), 5),
-                          "style": round(sum(style_each) / len(style_each), 5),
-                          "style_each": style_each}
-        self.log.write({"step": self.step_no, "eval": self.last_eval})
-        return self.last_eval
+        return {"content": round(sum(content) / len(content), 5),
+                "style": round(sum(style_each) / len(style_each), 5), "style_each": style_each}
 
     def save_weights(self, path: Path) -> Path:
         return self.net.save(path, steps=self.step_no, total_steps=self.total,

@@ -324,13 +324,16 @@ def training_loop(run, minutes, stop_at_step, checkpoint_minutes, eval_every, lo
 
     ``run`` provides ``step_no``, ``total``, ``train_seconds``, ``last_eval``, ``out``,
     ``log`` (a :class:`JsonlLog`), ``opt``, ``weights_file`` (its default weights path),
-    ``step() -> dict`` of loss parts (with ``loss``), ``evaluate() -> dict``,
+    ``step() -> dict`` of loss parts (with ``loss``), ``evaluate() -> dict`` of held-out
+    measurements (the loop stores them with the step as ``last_eval`` and in the log),
     ``describe_eval(dict) -> str``, ``describe_step(dict) -> str``, ``checkpoint()`` and
     ``save_weights(path)``.
     """
 
-    def evaluate() -> None:
-        say(run.describe_eval(run.evaluate()))
+    def evaluate() -> None:  # the run measures; the loop keeps the record
+        run.last_eval = {"step": run.step_no, **run.evaluate()}
+        run.log.write({"step": run.step_no, "eval": run.last_eval})
+        say(run.describe_eval(run.last_eval))
 
     start = last_ckpt = time.perf_counter()
     window: dict[str, float] = {}
