@@ -119,8 +119,9 @@ class Decoder(nn.Module):
     ``width_mult`` scales the hidden channel counts (not the input features or
     the 3 output channels). ``in_channels`` overrides the number of input feature
     channels (default: VGG16's at the level), for encoders narrower than VGG16
-    (the distilled AdaIN encoder of :mod:`restyle.nets.lite`). ``forward`` returns the raw (unclamped) output used
-    for training; :meth:`decode` is the inference call (no gradients, clamped).
+    (the distilled AdaIN encoder of :mod:`restyle.nets.lite`). ``forward`` returns the raw
+    (unclamped) output used for training; :meth:`decode` is the inference call (no
+    gradients, clamped).
     """
 
     def __init__(self, level: str, width_mult: float = 1.0, feature_scale: float = 1.0,

@@ -42,13 +42,10 @@ from ..optimize import resolve_precision
 from ..params import make, param
 from ..transforms import adain, channel_stats
 from .decoder import LEVELS, Decoder, check_level, load_decoder
-from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
-                       training_photos,
-                       image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
-                       plan_total, psnr, resolve_device, restore_run, run_lock, training_loop,
-                       warmup_cosine)
+from .training import (CHECKPOINT, RandomCrops, atomic_torch_save, center_square, check_run_args,
+                       data_root, image_files, load_uint8, open_run, optimizer_step, psnr,
+                       resolve_device, restore_run, training_loop, training_photos, warmup_cosine)
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 
 
@@ -290,15 +287,8 @@ def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,
     root = data_root()
     content_dir = Path(data_dir) if data_dir else root / "train" / "content"
     styles_dir = (Path(style_dir) if style_dir else root / "styles") if cfg.adain_loss else None
-    out = make_run_dir(out_dir)
-
-    with run_lock(out):
-        has_checkpoint = resume and (out / CHECKPOINT).exists()
-        state = load_checkpoint(out / CHECKPOINT) if has_checkpoint else None
-        total = plan_total(state, asdict(cfg), out, steps, minutes, say)
-        if state is not None and init_from is not None:
-            raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
-                               f"(add --no-resume or pick another --out)")
+    with open_run(out_dir, asdict(cfg), steps, minutes, resume, say, init_from) as (
+            out, state, total):
         run = DecoderRun(cfg, out, state, total, content_dir, styles_dir, holdout, eval_size,
                          precision, device, init_from)
         say(f"{'resuming' if state else 'starting'} {cfg.level} decoder in {out} at step "

@@ -45,13 +45,10 @@ from ..transforms import adain, channel_stats
 from .decoder import default_decoder_path, load_decoder
 from .lite import LEVEL, LiteAdaIN, prune_decoder, prune_vgg
 from .train_decoder import _style_distance
-from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
-                       training_photos,
-                       image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
-                       plan_total, psnr, resolve_device, restore_run, run_lock, training_loop,
-                       warmup_cosine)
+from .training import (CHECKPOINT, RandomCrops, atomic_torch_save, center_square, check_run_args,
+                       data_root, image_files, load_uint8, open_run, optimizer_step, psnr,
+                       resolve_device, restore_run, training_loop, training_photos, warmup_cosine)
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 FEATURE_LAYERS = ["relu4_1", "relu3_1"]
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
@@ -280,11 +277,7 @@ def train_lite(out_dir: str | Path, minutes: float | None = None, steps: int | N
     root = data_root()
     content_dir = Path(data_dir) if data_dir else root / "train" / "content"
     dirs = [Path(d) for d in style_dirs] if style_dirs else [root / "styles"]
-    out = make_run_dir(out_dir)
-    with run_lock(out):
-        state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() \
-            else None
-        total = plan_total(state, asdict(cfg), out, steps, minutes, say)
+    with open_run(out_dir, asdict(cfg), steps, minutes, resume, say) as (out, state, total):
         run = LiteRun(cfg, out, state, total, content_dir, dirs, holdout, eval_size, precision,
                       device, teacher_decoder)
         say(f"{'resuming' if state else 'starting'} distilled AdaIN (width {cfg.width:g}, "

@@ -39,12 +39,10 @@ from ..losses import gram_matrix, relative_mse, total_variation
 from ..optimize import resolve_precision
 from ..params import make, param
 from .stylenet import StyleNet, load_stylenet
-from .training import (RandomCrops, atomic_torch_save, center_square, check_run_args, data_root,
-                       image_files, load_checkpoint, load_uint8, make_run_dir, optimizer_step,
-                       plan_total, resolve_device, restore_run, run_lock, training_loop,
-                       warmup_cosine)
+from .training import (CHECKPOINT, RandomCrops, atomic_torch_save, center_square, check_run_args,
+                       data_root, image_files, load_uint8, open_run, optimizer_step,
+                       resolve_device, restore_run, training_loop, warmup_cosine)
 
-CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
 #: Style weight that ``strength=0.5`` stands for (as in the Gatys method).
 STYLE_BALANCE = 100.0
@@ -318,14 +316,8 @@ def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: floa
         raise RestyleError(f"style names must be unique, got {names}")
     add_path = Path(add_to) if add_to else None
     content_dir = Path(data_dir) if data_dir else data_root() / "train" / "content"
-    out = make_run_dir(out_dir)
-    with run_lock(out):
-        state = load_checkpoint(out / CHECKPOINT) if resume and (out / CHECKPOINT).exists() \
-            else None
-        total = plan_total(state, asdict(cfg), out, steps, minutes, say)
-        if state is not None and init_from is not None:
-            raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
-                               f"(add --no-resume or pick another --out)")
+    with open_run(out_dir, asdict(cfg), steps, minutes, resume, say, init_from) as (
+            out, state, total):
         run = StyleRun(cfg, out, state, total, style_files, names, content_dir, holdout,
                        eval_size, precision, device, add_path,
                        Path(init_from) if init_from else None)

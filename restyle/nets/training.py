@@ -263,6 +263,26 @@ def make_run_dir(out_dir: str | Path) -> Path:
     return out
 
 
+CHECKPOINT = "checkpoint.pt"
+
+
+@contextlib.contextmanager
+def open_run(out_dir: str | Path, cfg: dict, steps, minutes, resume: bool, say,
+             init_from=None):
+    """A trainer's run folder, created and locked, with its checkpoint state (None for a new
+    run) and planned length (:func:`plan_total`): ``with open_run(...) as (out, state, total)``.
+    ``init_from`` (weights a *new* run starts from) is refused where a run already is."""
+    out = make_run_dir(out_dir)
+    with run_lock(out):
+        path = out / CHECKPOINT
+        state = load_checkpoint(path) if resume and path.exists() else None
+        total = plan_total(state, cfg, out, steps, minutes, say)
+        if state is not None and init_from is not None:
+            raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
+                               f"(add --no-resume or pick another --out)")
+        yield out, state, total
+
+
 def plan_total(state: dict | None, cfg: dict, out: Path, steps, minutes, say) -> int | None:
     """The run's planned length: checks a checkpoint's settings against ``cfg`` and
     ``steps`` against its progress. None means "plan it from the speed of the first steps"."""
