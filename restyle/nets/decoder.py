@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import CHANNELS, VGG_BLOCKS, _atomic_save_safetensors, read_safetensors_metadata
+from ..backbone import (CHANNELS, VGG_BLOCKS, _atomic_save_safetensors, load_once,
+                        read_safetensors_metadata)
 from ..errors import RestyleError
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -306,12 +307,5 @@ def get_decoder(level: str, path: str | Path | None = None, hint: str = "") -> D
             f"no {level} decoder at {p}; make it with `{mkdir}restyle train decoder --level "
             f"{level}{TRAIN_FLAGS.get(level, '')} --minutes 120 --out runs/decoder_{level} "
             f"--export {p}`" + (f" {hint}" if hint else ""))
-    key = (str(p.resolve()), level)
-    stat = p.stat()
-    stamp = (stat.st_mtime_ns, stat.st_size)
-    hit = _LOADED.get(key)
-    if hit is None or hit[0] != stamp:
-        if hit is None and len(_LOADED) >= _MAX_LOADED:
-            _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = (stamp, load_decoder(p, level))
-    return _LOADED[key][1]
+    return load_once(_LOADED, p, lambda f: load_decoder(f, level), key=(str(p.resolve()), level),
+                     limit=_MAX_LOADED)

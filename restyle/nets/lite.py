@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import CAFFE_BGR_MEAN, VGG, _atomic_save_safetensors, read_safetensors_metadata
+from ..backbone import (CAFFE_BGR_MEAN, VGG, _atomic_save_safetensors, load_once,
+                        read_safetensors_metadata)
 from ..errors import RestyleError
 from .decoder import Decoder, default_decoder_path
 
@@ -223,13 +224,5 @@ def get_lite(path: str | Path | None = None) -> LiteAdaIN:
         raise RestyleError(
             f"no distilled AdaIN model at {p}; make it with `restyle train adain-lite --out "
             f"runs/adain_lite --minutes 120 --export {p}` (or use --method adain)")
-    stat = p.stat()
-    stamp = (stat.st_mtime_ns, stat.st_size)
-    key = str(p.resolve())
-    hit = _LOADED.get(key)
-    if hit is None or hit[0] != stamp:
-        if len(_LOADED) >= 4:
-            _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = (stamp, load_lite(p))
-    return _LOADED[key][1]
+    return load_once(_LOADED, p, load_lite, limit=4)
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import _atomic_save_safetensors, read_safetensors_metadata
+from ..backbone import _atomic_save_safetensors, load_once, read_safetensors_metadata
 from ..errors import RestyleError
 from .decoder import reflect_pad1
 
@@ -310,12 +310,5 @@ _LOADED: dict[str, tuple[tuple[int, int], StyleNet]] = {}
 
 def get_stylenet(name_or_path: str) -> StyleNet:
     """:func:`load_stylenet` once per process (reloaded when the file changes)."""
-    p = resolve_model(name_or_path)
-    st = p.stat()
-    stamp = (st.st_mtime_ns, st.st_size)
-    key = str(p.resolve())
-    hit = _LOADED.get(key)
-    if hit is None or hit[0] != stamp:
-        net = load_stylenet(p).to(memory_format=torch.channels_last)
-        _LOADED[key] = (stamp, net)
-    return _LOADED[key][1]
+    return load_once(_LOADED, resolve_model(name_or_path),
+                     lambda f: load_stylenet(f).to(memory_format=torch.channels_last))
