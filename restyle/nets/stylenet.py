@@ -15,8 +15,9 @@ the changes the field adopted after it:
 
 Layout (``width`` = c): 9x9 conv c, 3x3/2 conv 2c, 3x3/2 conv 4c, ``blocks``
 residual blocks at 4c, two (2x resize, 3x3 conv) stages back to c, 9x9 conv to RGB,
-sigmoid. The defaults (c = 16, 5 blocks, 0.43 M parameters) are what this CPU runs
-at the rival's speed (TRAINING-NOTES: 0.12 s at 512 px in bfloat16).
+sigmoid. The defaults (c = 16, 5 blocks, 0.43 M parameters) run a 512 px photo in about
+0.06 s on two CPU cores in bfloat16 (BENCHMARKS.md), where TRAINING-NOTES measured 0.12 s
+before inference normalised with the batch-norm kernel.
 
 Weights are stored as float16 safetensors with their style names and training
 facts in the metadata; :func:`load_stylenet` reads them back.
@@ -46,21 +47,6 @@ def _fast_inference(x: torch.Tensor) -> bool:
     exported (ONNX), so the slice- and bfloat16-based shortcuts below may be used."""
     return (x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
-
-
-def _bf16_norm(xr: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float
-               ) -> torch.Tensor:
-    """Conditional instance norm of a bfloat16 (N, HW, C) view in bfloat16, with no float32
-    copy of the activations: the mean by a bfloat16 matrix-vector sum (float32
-    accumulation), then ``d = x - mean`` once, serving both the variance (a second sum)
-    and the output ``d * scale + beta``, which, unlike ``x * scale + shift``, has no
-    cancellation for channels whose mean is large against their spread."""
-    n, hw, _ = xr.shape
-    ones = xr.new_ones(n, 1, hw)
-    d = xr - torch.bmm(ones, xr) / hw
-    var = torch.bmm(ones, d * d).float() / hw  # (N, 1, C)
-    scale = (gamma[:, None] * torch.rsqrt(var + eps)).to(xr.dtype)
-    return torch.addcmul(beta[:, None].to(xr.dtype), d, scale)
 
 
 def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -98,19 +84,24 @@ class CondInstanceNorm(nn.Module):
     def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
         """``x`` (N, C, H, W); ``mix`` (N, n_styles) weights (rows usually sum to 1).
 
-        The statistics are accumulated in float32 whatever ``x``'s dtype. For
-        channels-last maps the sums over positions are matrix-vector products on the
-        free (N, HW, C) view: 2.5-4x faster on the CPU than ``var_mean`` over the
-        spatial dimensions, which is a strided reduction in that layout. The
-        normalisation and the style's affine map are then one fused multiply-add.
+        The statistics are accumulated in float32 whatever ``x``'s dtype. In CPU
+        inference each image goes through the batch-norm kernel in training mode: over a
+        batch of one image its statistics are that image's instance-norm statistics, and
+        the kernel computes them and applies the style's affine map in two passes,
+        channels-last and bfloat16 natively (measured at 384x512x16: 1.3 ms against
+        11.6 ms for sums by matrix products and separate elementwise passes). Otherwise,
+        for channels-last maps the sums over positions are matrix-vector products on the
+        free (N, HW, C) view (``var_mean`` over the spatial dimensions is a slow strided
+        reduction in that layout) and the normalisation is one fused multiply-add.
         """
         n, c, h, w = x.shape
         gamma = mix.float() @ self.gamma  # (N, C)
         beta = mix.float() @ self.beta
         channels_last = x.is_contiguous(memory_format=torch.channels_last)
-        if channels_last and x.dtype == torch.bfloat16 and _fast_inference(x):
-            out = _bf16_norm(x.permute(0, 2, 3, 1).reshape(n, h * w, c), gamma, beta, self.eps)
-            return out.reshape(n, h, w, c).permute(0, 3, 1, 2)  # channels-last again
+        if x.device.type == "cpu" and _fast_inference(x):
+            out = [F.batch_norm(x[i:i + 1], None, None, gamma[i], beta[i], True, 0.0, self.eps)
+                   for i in range(n)]
+            return out[0] if n == 1 else torch.cat(out)
         if channels_last and x.device.type == "cpu":
             xr = x.permute(0, 2, 3, 1).reshape(n, h * w, c).float()
             ones = xr.new_ones(n, 1, h * w)
