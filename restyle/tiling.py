@@ -132,12 +132,15 @@ class Grid:
 
 class Moments:
     """Weighted first and second moments of feature vectors: mean (C,) and covariance (C, C),
-    accumulated over tiles in float64."""
+    accumulated over tiles in float64. With ``full=False`` only the variances are kept
+    (what AdaIN needs): a (C,) sum of squares instead of the (C, C) outer products, which at
+    relu4_1 cost C times more."""
 
-    def __init__(self):
+    def __init__(self, full: bool = True):
+        self.full = full
         self.total = 0.0
         self.sum: torch.Tensor | None = None
-        self.outer: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None  # (C, C), or its diagonal (C,) when not full
 
     def add(self, feat: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         """``feat`` (1, C, h, w); ``weight`` (1, 1, h, w) or None for all ones."""
@@ -146,14 +149,15 @@ class Moments:
         w = (weight.reshape(-1).double() if weight is not None
              else torch.ones(f.shape[1], dtype=torch.float64))
         fw = f * w
-        s, o = fw.sum(1), fw @ f.T
+        s, o = fw.sum(1), (fw @ f.T if self.full else (fw * f).sum(1))
         self.sum = s if self.sum is None else self.sum + s
         self.outer = o if self.outer is None else self.outer + o
         self.total += float(w.sum())
 
     @classmethod
-    def of(cls, feat: torch.Tensor, weight: torch.Tensor | None = None) -> "Moments":
-        m = cls()
+    def of(cls, feat: torch.Tensor, weight: torch.Tensor | None = None, full: bool = True
+           ) -> "Moments":
+        m = cls(full)
         m.add(feat, weight)
         return m
 
@@ -169,6 +173,8 @@ class Moments:
 
     def cov(self) -> torch.Tensor:
         """(C, C) float64 population covariance."""
+        if not self.full:
+            raise ValueError("these moments were accumulated without covariances (full=False)")
         m = self.mean()
         return self.outer / self.total - torch.outer(m, m)
 
@@ -176,5 +182,6 @@ class Moments:
         """(C,) float64, as :func:`restyle.transforms.channel_stats` (sqrt(var + eps))."""
         self._check()
         m = self.mean()
-        var = (torch.diagonal(self.outer) / self.total - m * m).clamp_min(0)
+        squares = torch.diagonal(self.outer) if self.full else self.outer
+        var = (squares / self.total - m * m).clamp_min(0)
         return (var + eps).sqrt()

@@ -40,15 +40,21 @@ def test_pretrained_features_respond_to_structure_not_noise(vgg):
 
 
 def test_runs_only_up_to_the_deepest_layer_requested(vgg):
-    calls = []
-    hooks = [c.register_forward_hook(lambda *a, i=i: calls.append(i)) for i, c in
-             enumerate(vgg.convs)]
+    # mark the convs after conv2_1 (output 1e6 everywhere): asking for relu2_1 must not run
+    # them, asking for relu2_2 must (convs may run fused with their ReLU: no module hooks)
+    saved = [(c.weight.detach().clone(), c.bias.detach().clone()) for c in vgg.convs]
     try:
-        vgg(torch.rand(1, 3, 32, 32), ["relu2_1"])
+        with torch.no_grad():
+            for c in vgg.convs[3:]:
+                c.weight.zero_()
+                c.bias.fill_(1e6)
+        assert vgg(torch.rand(1, 3, 32, 32), ["relu2_1"])["relu2_1"].max() < 1e5
+        assert torch.all(vgg(torch.rand(1, 3, 32, 32), ["relu2_2"])["relu2_2"] == 1e6)
     finally:
-        for h in hooks:
-            h.remove()
-    assert calls == [0, 1, 2]  # conv1_1, conv1_2, conv2_1
+        with torch.no_grad():
+            for c, (w, b) in zip(vgg.convs, saved):
+                c.weight.copy_(w)
+                c.bias.copy_(b)
 
 
 def test_caffe_preprocessing_inside_backbone(vgg):

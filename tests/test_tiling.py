@@ -47,15 +47,19 @@ def test_blending_constant_tiles_is_seamless_and_margins_are_cut():
 def test_moments_over_tiles_equal_the_whole_image_statistics():
     feat = torch.randn(1, 8, 96, 80) * torch.linspace(0.5, 3, 8).view(1, 8, 1, 1) + 2
     grid = Grid(96 * 4, 80 * 4, tile=128, overlap=32, margin=32)  # features 4x smaller
-    m = Moments()
+    m, diagonal = Moments(), Moments(full=False)  # diagonal: variances only (AdaIN)
     for t in grid:
         f = feat[..., t.cy0 // 4:(t.cy1 + 3) // 4, t.cx0 // 4:(t.cx1 + 3) // 4]
         m.add(f, t.weight(4, f.shape[-2:]))
+        diagonal.add(f, t.weight(4, f.shape[-2:]))
     mean, std = channel_stats(feat)
-    assert torch.allclose(m.mean().float(), mean.flatten(), atol=1e-4)
-    assert torch.allclose(m.std().float(), std.flatten(), atol=1e-4)
+    for moments in (m, diagonal):
+        assert torch.allclose(moments.mean().float(), mean.flatten(), atol=1e-4)
+        assert torch.allclose(moments.std().float(), std.flatten(), atol=1e-4)
     flat = feat[0].reshape(8, -1).double()
     assert torch.allclose(m.cov(), torch.cov(flat, correction=0), atol=1e-6)
+    with pytest.raises(ValueError, match="without covariances"):
+        diagonal.cov()
     with pytest.raises(RestyleError, match="no feature positions"):
         Moments().mean()
 

@@ -78,7 +78,8 @@ class AdaIN(Method):
 
         out = stylize_level(vgg, dec, prep.content, LEVEL,
                             [transform(m, s) for m, s in style_stats], weights, prep.masks,
-                            params.strength, bf16, auto_tile(params, prep.size))
+                            params.strength, bf16, auto_tile(params, prep.size),
+                            full_stats=False)
         return prep.finish(out, params)
 
 

@@ -194,14 +194,15 @@ def _down(region: torch.Tensor, scale: int, size: Sequence[int]) -> torch.Tensor
 def stylize_level(vgg, decoder: Decoder, image: torch.Tensor, level: str,
                   transforms: Sequence[Transform], weights: Sequence[float],
                   masks: Sequence[torch.Tensor] | None, strength: float, bf16: bool, tile: int,
-                  needs_stats: bool = True) -> torch.Tensor:
+                  needs_stats: bool = True, full_stats: bool = True) -> torch.Tensor:
     """Encode ``image`` to ``level``, transform, blend by ``strength`` and decode, tile by tile.
 
     ``transforms[k](features, stats)`` is style k's transform, given the content
     statistics of its region (of the whole image without masks): the image's
     features are combined as ``sum_k w_k T_k`` (no masks) or ``sum_k m_k T_k +
     (1 - sum_k m_k) f`` (masks). ``needs_stats=False`` skips the statistics pass
-    (transforms that only look at local patches, like style-swap).
+    (transforms that only look at local patches, like style-swap); ``full_stats=False``
+    gathers channel variances but no covariances (AdaIN).
     """
     h, w = image.shape[-2:]
     scale = 2 ** (int(level[4]) - 1)
@@ -215,7 +216,8 @@ def stylize_level(vgg, decoder: Decoder, image: torch.Tensor, level: str,
 
     stats: list[Moments | None] = [None] * len(transforms)
     if needs_stats:
-        stats = [Moments() for _ in transforms] if masks else [Moments()] * len(transforms)
+        stats = ([Moments(full_stats) for _ in transforms] if masks
+                 else [Moments(full_stats)] * len(transforms))
         for t in grid:
             fc = features(t)
             cached = fc if single else None

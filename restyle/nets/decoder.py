@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import (CHANNELS, VGG_BLOCKS, _atomic_save_safetensors, load_once,
+from ..backbone import (CHANNELS, VGG_BLOCKS, _atomic_save_safetensors, conv_relu, load_once,
                         read_safetensors_metadata)
 from ..errors import RestyleError
 
@@ -114,6 +114,22 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return ReflectConv2d(cin, cout)
 
 
+def _run_stage(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """A decoder stage, each convolution followed by a ReLU run as one (fused in CPU
+    inference, :func:`restyle.backbone.conv_relu`)."""
+    layers = list(stage)
+    i = 0
+    while i < len(layers):
+        if (isinstance(layers[i], ReflectConv2d) and i + 1 < len(layers)
+                and isinstance(layers[i + 1], nn.ReLU)):
+            x = conv_relu(layers[i], reflect_pad1(x))
+            i += 2
+        else:
+            x = layers[i](x)
+            i += 1
+    return x
+
+
 class Decoder(nn.Module):
     """The mirror of VGG16 up to ``level``: features ``(N, C, h, w)`` to RGB ``(N, 3, H, W)``.
 
@@ -176,7 +192,7 @@ class Decoder(nn.Module):
                     x = F.interpolate(x, scale_factor=2.0, mode="nearest")
                 else:
                     x = F.interpolate(x, size=sizes[i], mode="nearest")
-            x = stage(x)
+            x = _run_stage(stage, x)
         return x
 
     @torch.no_grad()

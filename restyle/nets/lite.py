@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import (CAFFE_BGR_MEAN, VGG, _atomic_save_safetensors, load_once,
-                        read_safetensors_metadata)
+from ..backbone import (CAFFE_BGR_MEAN, VGG, _atomic_save_safetensors, conv_relu, load_once,
+                        max_pool2, read_safetensors_metadata)
 from ..errors import RestyleError
 from .decoder import Decoder, default_decoder_path
 
@@ -91,9 +91,9 @@ class LiteEncoder(nn.Module):
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         for i, conv in enumerate(self.convs):
-            x = F.relu(conv(x))
+            x = conv_relu(conv, x)
             if i in POOL_AFTER:
-                x = F.max_pool2d(x, 2)
+                x = max_pool2(x)
         return x
 
     def forward(self, image: torch.Tensor, layers: Sequence[str] = (LEVEL,)
