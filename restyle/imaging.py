@@ -144,8 +144,8 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB to a (1, 3, H, W) float tensor in [0, 1]."""
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
+    arr = np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+    return torch.from_numpy(arr).unsqueeze(0).float().div_(255.0)  # one pass to float
 
 
 def to_pil(t: torch.Tensor) -> Image.Image:

