@@ -102,6 +102,22 @@ def test_blend_interpolates_and_checks_alpha():
 
 # ----------------------------------------------------------------------------- decoder
 
+def test_upsampling_into_the_padding_matches_interpolate_then_pad():
+    from restyle.nets.decoder import upsample2_reflect_pad1
+    for h, w in ((1, 1), (3, 5), (4, 4)):
+        x = torch.randn(2, 5, h, w).contiguous(memory_format=torch.channels_last)
+        ref = F.pad(F.interpolate(x, scale_factor=2.0, mode="nearest"), (1, 1, 1, 1),
+                    mode="reflect")
+        out = upsample2_reflect_pad1(x)
+        assert torch.equal(out, ref) and out.is_contiguous(memory_format=torch.channels_last)
+    # the decoder's inference path (fused) and training path (interpolate, pad) agree
+    dec = Decoder("relu2_1", width_mult=0.25)
+    feats = torch.rand(1, 128, 6, 7)
+    with torch.no_grad():
+        fused = dec.eval()(feats, (12, 14))  # exactly 2x: the fused path
+    assert torch.allclose(fused, dec.train()(feats, (12, 14)), atol=1e-5)
+
+
 def test_reflect_pad_matches_torch_values_and_gradients():
     x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
     assert torch.equal(reflect_pad1(x), F.pad(x, (1, 1, 1, 1), mode="reflect"))

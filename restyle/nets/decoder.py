@@ -114,19 +114,45 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return ReflectConv2d(cin, cout)
 
 
-def _run_stage(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+def upsample2_reflect_pad1(x: torch.Tensor) -> torch.Tensor:
+    """``reflect_pad1(F.interpolate(x, scale_factor=2, mode="nearest"))`` in one copy of
+    the upsampled map instead of two (inference: no gradient)."""
+    n, c, h, w = x.shape
+    fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+           else torch.contiguous_format)
+    out = torch.empty((n, c, 2 * h + 2, 2 * w + 2), dtype=x.dtype, device=x.device,
+                      memory_format=fmt)
+    inner = out[:, :, 1:-1, 1:-1]
+    for dy in (0, 1):
+        for dx in (0, 1):
+            inner[:, :, dy::2, dx::2] = x
+    # the reflection of a nearest-2x map repeats its edge rows and columns
+    out[:, :, 0, 1:-1] = out[:, :, 1, 1:-1]
+    out[:, :, -1, 1:-1] = out[:, :, -2, 1:-1]
+    out[:, :, :, 0] = out[:, :, :, 1]
+    out[:, :, :, -1] = out[:, :, :, -2]
+    return out
+
+
+def _run_stage(stage: nn.Sequential, x: torch.Tensor, padded: bool = False) -> torch.Tensor:
     """A decoder stage, each convolution followed by a ReLU run as one (fused in CPU
-    inference, :func:`restyle.backbone.conv_relu`)."""
+    inference, :func:`restyle.backbone.conv_relu`). ``padded``: ``x`` is already
+    reflection-padded for the first convolution."""
     layers = list(stage)
     i = 0
     while i < len(layers):
-        if (isinstance(layers[i], ReflectConv2d) and i + 1 < len(layers)
-                and isinstance(layers[i + 1], nn.ReLU)):
-            x = conv_relu(layers[i], reflect_pad1(x))
-            i += 2
+        layer = layers[i]
+        if isinstance(layer, ReflectConv2d):
+            xp = x if padded else reflect_pad1(x)
+            padded = False
+            if i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU):
+                x = conv_relu(layer, xp)
+                i += 2
+                continue
+            x = layer._conv_forward(xp, layer.weight, layer.bias)
         else:
-            x = layers[i](x)
-            i += 1
+            x = layer(x)
+        i += 1
     return x
 
 
@@ -186,13 +212,16 @@ class Decoder(nn.Module):
             for _ in range(len(self.stages) - 1):
                 sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
             sizes = sizes[::-1]  # coarsest first, like the stages
+        inference = not (torch.is_grad_enabled() and (x.requires_grad or self.training))
         for i, stage in enumerate(self.stages):
+            padded = False
             if i > 0:
-                if sizes is None:
-                    x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+                target = (2 * x.shape[-2], 2 * x.shape[-1]) if sizes is None else sizes[i]
+                if inference and tuple(target) == (2 * x.shape[-2], 2 * x.shape[-1]):
+                    x, padded = upsample2_reflect_pad1(x), True
                 else:
-                    x = F.interpolate(x, size=sizes[i], mode="nearest")
-            x = _run_stage(stage, x)
+                    x = F.interpolate(x, size=tuple(target), mode="nearest")
+            x = _run_stage(stage, x, padded)
         return x
 
     @torch.no_grad()
