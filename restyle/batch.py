@@ -367,6 +367,8 @@ class Runner:
 
         from .methods import get_method
         from .params import make
+        from .runtime import keep_freed_memory
+        keep_freed_memory()  # Ray actors are processes of their own
         if threads:
             torch.set_num_threads(threads)
         self.job = job if isinstance(job, Job) else Job(**job)

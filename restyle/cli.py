@@ -20,6 +20,7 @@ from .errors import RestyleError
 from .methods import all_methods, get_method, get_transfer_method
 from .optimize import Progress
 from .params import ArgumentParser, add_arguments, describe, from_namespace, parse_floats
+from .runtime import keep_freed_memory
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -769,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
+    keep_freed_memory()
     if name not in COMMANDS:
         print(f"restyle: error: unknown command {name!r}; one of: {', '.join(COMMANDS)}",
               file=sys.stderr)

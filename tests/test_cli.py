@@ -133,3 +133,25 @@ def test_console_script_entry_point(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"restyle: error: content image not found: {tmp_path / 'a.jpg'}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+def test_large_blocks_stay_in_the_heap_unless_turned_off():
+    import os
+    probe = ("import resource, torch\n"
+             "from restyle.runtime import keep_freed_memory\n"
+             "on = keep_freed_memory()\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+             "for _ in range(10): torch.empty(60 * 2**20, dtype=torch.uint8).fill_(1)\n"
+             "print(on, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)")
+    runs = {}
+    for setting in ("", "system"):
+        env = {**os.environ, "RESTYLE_MALLOC": setting}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+        runs[setting] = (out[0], int(out[1]))
+    assert runs[""][0] == "True" and runs["system"][0] == "False"
+    # ten 60 MB blocks (15360 pages each): the system allocator maps and faults in every
+    # one afresh, the kept heap faults in the first only
+    pages = 60 * 2**20 // 4096
+    assert runs["system"][1] > 9 * pages and runs[""][1] < 2 * pages, runs

@@ -33,6 +33,7 @@ from ..errors import RestyleError
 from ..methods import Inputs, all_methods, get_method, parse_settings
 from ..optimize import Engine, Stop, cpu_supports_bf16
 from ..params import ArgumentParser, make
+from ..runtime import keep_freed_memory
 from .peers import PEERS
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -603,6 +604,7 @@ def one_pass_section(result: dict) -> list[str]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()  # as the command line does (workers are fresh processes)
     if argv[:1] == ["batch"]:  # restyle bench batch: throughput of restyle batch
         from .bench_batch import main as batch_main
         return batch_main(argv[1:])

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..backbone import _atomic_save_safetensors, load_once, read_safetensors_metadata
 from ..errors import RestyleError
-from .decoder import reflect_pad1
+from .decoder import reflect_pad1, upsample2_reflect_pad1
 
 FORMAT = "restyle.stylenet"
 FORMAT_VERSION = "1"
@@ -204,8 +204,12 @@ class StyleNet(nn.Module):
             y = F.relu(self.res_norm[2 * k](self.res[2 * k](x), mix))
             x = x + self.res_norm[2 * k + 1](self.res[2 * k + 1](y), mix)
         for i, (conv, norm) in enumerate(zip(self.up, self.up_norm)):
-            x = F.interpolate(x, size=tuple(sizes[2 - i]), mode="nearest")
-            x = F.relu(norm(conv(x), mix))
+            size = tuple(sizes[2 - i])
+            if _fast_inference(x) and size == (2 * x.shape[-2], 2 * x.shape[-1]):
+                x = conv.conv(upsample2_reflect_pad1(x))  # upsampled into the padding
+            else:
+                x = conv(F.interpolate(x, size=size, mode="nearest"))
+            x = F.relu(norm(x, mix))
         return torch.sigmoid(self.out(x).float())
 
     @torch.no_grad()
