@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..backbone import (CAFFE_BGR_MEAN, VGG, _atomic_save_safetensors, conv_relu, load_once,
