@@ -252,7 +252,7 @@ def encode_style(vgg, image: torch.Tensor, layers: list[str], bf16: bool
                  ) -> dict[str, torch.Tensor]:
     """:func:`encode` for style images, remembered for the last few styles (by content hash),
     so stylising many photos (a batch, a video, the studio) encodes each style once."""
-    digest = hashlib.sha1(image.detach().float().contiguous().numpy().tobytes()).hexdigest()
+    digest = hashlib.sha1(memoryview(image.detach().float().contiguous().numpy())).hexdigest()
     key = (digest, tuple(image.shape), tuple(layers), bf16, id(vgg))
     hit = _STYLE_CACHE.get(key)
     if hit is None:
