@@ -287,11 +287,13 @@ def _fused_inference(x: torch.Tensor, conv: nn.Conv2d) -> bool:
 
 def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """``relu(conv(x))`` with ``conv``'s own padding (that of :class:`torch.nn.Conv2d`, even
-    for a subclass that pads differently in ``forward``). In CPU inference it is one oneDNN convolution with the ReLU fused
-    into its output stage: a separate ReLU reads and writes the whole map again, which at
-    full resolution costs about 2/3 of a narrow convolution's time (measured at
-    1024x768x24 in bfloat16: 40 ms unfused, 24 ms fused). Autocast's dtype is applied here,
-    as the fused operator has no autocast rule of its own."""
+    for a subclass that pads differently in ``forward``).
+
+    In CPU inference it is one oneDNN convolution with the ReLU fused into its output
+    stage: a separate ReLU reads and writes the whole map again, which at full resolution
+    costs about 2/3 of a narrow convolution's time (measured at 1024x768x24 in bfloat16:
+    40 ms unfused, 24 ms fused). Autocast's dtype is applied here, as the fused operator
+    has no autocast rule of its own."""
     if not _fused_inference(x, conv):
         return F.relu(conv._conv_forward(x, conv.weight, conv.bias))  # nn.Conv2d's own forward
     dtype = x.dtype

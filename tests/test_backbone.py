@@ -169,3 +169,24 @@ def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(RestyleError, match="could not download .*pass the local file path"):
         backbone.torchvision_vgg(f"http://127.0.0.1:{port}/vgg19-dcbb9e9d.pth")
     assert not list((tmp_path / "cache" / "downloads").glob("*"))
+
+
+def test_inference_shortcuts_equal_the_plain_layers():
+    import torch.nn.functional as F
+
+    from restyle.backbone import conv_relu, max_pool2
+    conv = torch.nn.Conv2d(5, 7, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 5, 11, 9).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(conv_relu(conv, x), F.relu(conv(x)), atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused, plain = conv_relu(conv, x), F.relu(conv(x))
+        assert fused.dtype == plain.dtype == torch.bfloat16
+        assert torch.equal(fused, plain)
+        for h, w in ((11, 9), (8, 8), (3, 2)):
+            y = torch.randn(2, 4, h, w).contiguous(memory_format=torch.channels_last)
+            assert torch.equal(max_pool2(y), F.max_pool2d(y, 2)), (h, w)
+    # with gradients wanted the plain layers run, and gradients flow
+    x.requires_grad_(True)
+    conv_relu(conv, x).sum().backward()
+    assert x.grad is not None and conv.weight.grad is not None
