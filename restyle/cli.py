@@ -770,12 +770,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
-    keep_freed_memory()
     if name not in COMMANDS:
         print(f"restyle: error: unknown command {name!r}; one of: {', '.join(COMMANDS)}",
               file=sys.stderr)
         return 2
     try:
+        keep_freed_memory()
         return COMMANDS[name][0](rest)
     except RestyleError as e:
         print(f"restyle: error: {e}", file=sys.stderr)

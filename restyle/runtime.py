@@ -10,9 +10,14 @@ measured in one process at 1024 px, adain-lite 0.169 -> 0.131 s and the style ne
 0.176 -> 0.141 s per photo. The cost is that the process keeps its peak heap (it is reused,
 not returned to the system until the process ends).
 
+Because the heap fragments, peak memory rises for the VGG-sized paths (WCT at 1024 px
+3.0 -> 4.5 GB, deep image analogy 5.8 -> 8.5 GB in BENCHMARKS.md runs) while it falls for the
+small networks. So the default (``RESTYLE_MALLOC=auto``) keeps freed memory only on machines
+with at least 16 GiB of RAM, where that headroom exists; ``RESTYLE_MALLOC=keep`` forces it,
+``RESTYLE_MALLOC=system`` leaves the C allocator alone.
+
 The command line (``restyle ...``), the studio, batch workers and benchmark workers call
-it at start. A program embedding restyle may call it too; ``RESTYLE_MALLOC=system`` turns
-it off everywhere.
+:func:`keep_freed_memory` at start; a program embedding restyle may call it too.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ import ctypes.util
 import os
 import platform
 
-#: Environment variable: ``system`` leaves the C allocator as it is.
+#: Environment variable: ``auto`` (default), ``keep`` or ``system``.
 MALLOC_ENV = "RESTYLE_MALLOC"
+
+#: ``auto`` keeps freed memory on machines with at least this much RAM.
+AUTO_MIN_RAM = 16 * 2 ** 30
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -33,15 +41,13 @@ _applied: bool | None = None
 
 
 def keep_freed_memory() -> bool:
-    """Serve large allocations from the heap and keep freed memory (glibc only).
-
-    Returns whether the setting is in effect; idempotent; a no-op (False) on other C
-    libraries or with ``RESTYLE_MALLOC=system``."""
+    """Serve large allocations from the heap and keep freed memory (glibc only), when
+    :func:`wanted` says so. Returns whether the setting is in effect; idempotent."""
     global _applied
     if _applied is not None:
         return _applied
     _applied = False
-    if os.environ.get(MALLOC_ENV, "").strip().lower() == "system":
+    if not wanted(os.environ.get(MALLOC_ENV, ""), physical_memory()):
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -53,3 +59,22 @@ def keep_freed_memory() -> bool:
         return False
     _applied = ok
     return ok
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def wanted(setting: str, ram: int | None) -> bool:
+    """Whether to keep freed memory, for a ``RESTYLE_MALLOC`` value and the machine's RAM."""
+    setting = setting.strip().lower() or "auto"
+    if setting not in ("auto", "keep", "system"):
+        from .errors import RestyleError
+        raise RestyleError(f"{MALLOC_ENV} must be auto, keep or system, not {setting!r}")
+    if setting == "auto":
+        return ram is not None and ram >= AUTO_MIN_RAM
+    return setting == "keep"

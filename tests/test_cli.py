@@ -145,13 +145,27 @@ def test_large_blocks_stay_in_the_heap_unless_turned_off():
              "for _ in range(10): torch.empty(60 * 2**20, dtype=torch.uint8).fill_(1)\n"
              "print(on, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)")
     runs = {}
-    for setting in ("", "system"):
+    for setting in ("keep", "system"):
         env = {**os.environ, "RESTYLE_MALLOC": setting}
         out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                              text=True, check=True).stdout.split()
         runs[setting] = (out[0], int(out[1]))
-    assert runs[""][0] == "True" and runs["system"][0] == "False"
+    assert runs["keep"][0] == "True" and runs["system"][0] == "False"
     # ten 60 MB blocks (15360 pages each): the system allocator maps and faults in every
     # one afresh, the kept heap faults in the first only
     pages = 60 * 2**20 // 4096
-    assert runs["system"][1] > 9 * pages and runs[""][1] < 2 * pages, runs
+    assert runs["system"][1] > 9 * pages and runs["keep"][1] < 2 * pages, runs
+
+
+def test_allocator_setting_follows_the_machine_and_rejects_bad_values():
+    from restyle.runtime import AUTO_MIN_RAM, wanted
+    assert wanted("", AUTO_MIN_RAM) and wanted("auto", 64 * 2**30)
+    assert not wanted("", 8 * 2**30) and not wanted("auto", None)  # laptops keep lean memory
+    assert wanted("keep", 8 * 2**30) and not wanted("system", 64 * 2**30)
+    import os
+    env = {**os.environ, "RESTYLE_MALLOC": "fast"}
+    proc = subprocess.run([sys.executable, "-m", "restyle", "methods"], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == ("restyle: error: RESTYLE_MALLOC must be auto, keep or "
+                                   "system, not 'fast'")

@@ -42,9 +42,10 @@ from ..optimize import resolve_precision
 from ..params import make, param
 from ..transforms import adain, channel_stats
 from .decoder import LEVELS, Decoder, check_level, load_decoder
-from .training import (CHECKPOINT, RandomCrops, atomic_torch_save, center_square, check_run_args,
+from .training import (RandomCrops, center_square, check_run_args,
                        data_root, image_files, load_uint8, open_run, optimizer_step, psnr,
-                       resolve_device, restore_run, training_loop, training_photos, warmup_cosine)
+                       resolve_device, restore_run, save_checkpoint, training_loop,
+                       training_photos, warmup_cosine)
 
 LOG = "log.jsonl"
 
@@ -241,14 +242,8 @@ class DecoderRun:
 
     def checkpoint(self) -> None:
         """Everything needed to continue exactly, written atomically; plus the weights file."""
-        atomic_torch_save({"step": self.step_no, "total_steps": self.total,
-                           "config": asdict(self.cfg), "model": self.dec.state_dict(),
-                           "optimizer": self.opt.state_dict(), "rng": self.gen.get_state(),
-                           "feature_scale": float(self.dec.feature_scale),
-                           "train_seconds": self.train_seconds, "log_bytes": self.log.size(),
-                           "last_eval": self.last_eval, "restyle": __version__},
-                          self.out / CHECKPOINT)
-        self.save_weights(self.weights_file)
+        save_checkpoint(self, model=self.dec.state_dict(),
+                        feature_scale=float(self.dec.feature_scale))
 
 
 def train_decoder(level: str, out_dir: str | Path, minutes: float | None = None,

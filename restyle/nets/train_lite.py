@@ -45,9 +45,10 @@ from ..transforms import adain, channel_stats
 from .decoder import default_decoder_path, load_decoder
 from .lite import LEVEL, LiteAdaIN, prune_decoder, prune_vgg
 from .train_decoder import _style_distance
-from .training import (CHECKPOINT, RandomCrops, atomic_torch_save, center_square, check_run_args,
+from .training import (RandomCrops, center_square, check_run_args,
                        data_root, image_files, load_uint8, open_run, optimizer_step, psnr,
-                       resolve_device, restore_run, training_loop, training_photos, warmup_cosine)
+                       resolve_device, restore_run, save_checkpoint, training_loop,
+                       training_photos, warmup_cosine)
 
 LOG = "log.jsonl"
 FEATURE_LAYERS = ["relu4_1", "relu3_1"]
@@ -243,14 +244,8 @@ class LiteRun:
                                restyle=__version__)
 
     def checkpoint(self) -> None:
-        atomic_torch_save({"step": self.step_no, "total_steps": self.total,
-                           "config": asdict(self.cfg), "model": self.model.state_dict(),
-                           "embed": self.embed.state_dict(), "init": self.init_note,
-                           "optimizer": self.opt.state_dict(), "rng": self.gen.get_state(),
-                           "train_seconds": self.train_seconds, "log_bytes": self.log.size(),
-                           "last_eval": self.last_eval, "restyle": __version__},
-                          self.out / CHECKPOINT)
-        self.save_weights(self.weights_file)
+        save_checkpoint(self, model=self.model.state_dict(), embed=self.embed.state_dict(),
+                        init=self.init_note)
 
 
 def train_lite(out_dir: str | Path, minutes: float | None = None, steps: int | None = None,

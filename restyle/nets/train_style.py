@@ -39,9 +39,10 @@ from ..losses import gram_matrix, relative_mse, total_variation
 from ..optimize import resolve_precision
 from ..params import make, param
 from .stylenet import StyleNet, load_stylenet
-from .training import (CHECKPOINT, RandomCrops, atomic_torch_save, center_square, check_run_args,
+from .training import (RandomCrops, center_square, check_run_args,
                        data_root, image_files, load_uint8, open_run, optimizer_step,
-                       resolve_device, restore_run, training_loop, warmup_cosine)
+                       resolve_device, restore_run, save_checkpoint, training_loop,
+                       warmup_cosine)
 
 LOG = "log.jsonl"
 #: Style weight that ``strength=0.5`` stands for (as in the Gatys method).
@@ -260,13 +261,7 @@ class StyleRun:
                              restyle=__version__)
 
     def checkpoint(self) -> None:
-        atomic_torch_save({"step": self.step_no, "total_steps": self.total,
-                           "config": asdict(self.cfg), "styles": self.net.styles,
-                           "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                           "rng": self.gen.get_state(), "train_seconds": self.train_seconds,
-                           "log_bytes": self.log.size(), "last_eval": self.last_eval,
-                           "restyle": __version__}, self.out / CHECKPOINT)
-        self.save_weights(self.weights_file)
+        save_checkpoint(self, styles=self.net.styles, model=self.net.state_dict())
 
 
 def style_name(path: Path) -> str:

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -160,6 +160,19 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_checkpoint(run, **state: Any) -> None:
+    """Write a run's checkpoint atomically, then its weights file: what every trainer keeps
+    (step, planned length, settings, optimizer, random generator, time, log length, last
+    evaluation) plus ``state``, the trainer's own (its model or models, extras)."""
+    from .. import __version__
+    atomic_torch_save({"step": run.step_no, "total_steps": run.total,
+                       "config": asdict(run.cfg), "optimizer": run.opt.state_dict(),
+                       "rng": run.gen.get_state(), "train_seconds": run.train_seconds,
+                       "log_bytes": run.log.size(), "last_eval": run.last_eval,
+                       "restyle": __version__, **state}, run.out / CHECKPOINT)
+    run.save_weights(run.weights_file)
 
 
 def load_checkpoint(path: Path) -> dict:
