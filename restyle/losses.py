@@ -46,6 +46,23 @@ def feature_samples(features: torch.Tensor, mask: torch.Tensor | None = None
     return x, _sample_weights(mask, n, h, w, x)
 
 
+class _SelfProduct(torch.autograd.Function):
+    """``f^T f`` for a batch ``f`` (N, M, C), with the gradient ``f (g + g^T)`` as one matrix
+    product. Autograd would see ``f`` used twice and compute two products plus their sum
+    over the whole (N, M, C) map; at relu1_1 of a 512 px image that sum alone was 17 ms of a
+    265 ms Gatys iteration."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(f)
+        return torch.bmm(f.transpose(1, 2), f)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (f,) = ctx.saved_tensors
+        return torch.bmm(f, (g + g.transpose(1, 2)).to(f.dtype))
+
+
 def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Gram matrix G = F F^T / (H W) per image: (N, C, H, W) -> (N, C, C), returned in float32.
 
@@ -61,6 +78,8 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     if f.dtype not in (torch.bfloat16, torch.float16):
         f = f.float()
     if mask is None:
+        if torch.is_grad_enabled() and f.requires_grad:
+            return _SelfProduct.apply(f).float() / (h * w)
         return torch.bmm(f.transpose(1, 2), f).float() / (h * w)
     wts = _sample_weights(mask, n, h, w, f).to(f.dtype)
     return torch.bmm(f.transpose(1, 2), f * wts.unsqueeze(-1)).float()

@@ -11,6 +11,17 @@ def test_gram_matrix_by_hand():
     assert torch.allclose(g, torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 2)
 
 
+def test_gram_gradient_is_exact():
+    # gram_matrix's own backward (one product with the symmetrised gradient) against autograd
+    # on the plain formula, in the same float32 arithmetic
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    target = torch.randn(2, 3, 3)
+    (gram_matrix(x) - target).pow(2).sum().backward()
+    f = x.detach().permute(0, 2, 3, 1).reshape(2, 20, 3).requires_grad_(True)
+    ((f.transpose(1, 2) @ f / 20) - target).pow(2).sum().backward()
+    assert torch.allclose(x.grad, f.grad.reshape(2, 4, 5, 3).permute(0, 3, 1, 2), atol=1e-5)
+
+
 def test_gram_ignores_position():
     f = torch.rand(1, 8, 6, 6)
     shuffled = f.flatten(2)[..., torch.randperm(36)].view(1, 8, 6, 6)
