@@ -78,9 +78,7 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     if f.dtype not in (torch.bfloat16, torch.float16):
         f = f.float()
     if mask is None:
-        if torch.is_grad_enabled() and f.requires_grad:
-            return _SelfProduct.apply(f).float() / (h * w)
-        return torch.bmm(f.transpose(1, 2), f).float() / (h * w)
+        return _SelfProduct.apply(f).float() / (h * w)
     wts = _sample_weights(mask, n, h, w, f).to(f.dtype)
     return torch.bmm(f.transpose(1, 2), f * wts.unsqueeze(-1)).float()
 

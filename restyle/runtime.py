@@ -25,7 +25,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import platform
+
+from .errors import RestyleError
 
 #: Environment variable: ``auto`` (default), ``keep`` or ``system``.
 MALLOC_ENV = "RESTYLE_MALLOC"
@@ -49,7 +50,7 @@ def keep_freed_memory() -> bool:
     _applied = False
     if not wanted(os.environ.get(MALLOC_ENV, ""), physical_memory()):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not _glibc():
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -59,6 +60,15 @@ def keep_freed_memory() -> bool:
         return False
     _applied = ok
     return ok
+
+
+def _glibc() -> bool:
+    """Whether the C library is glibc (asked of the library, not by scanning the binary as
+    ``platform.libc_ver`` does)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 def physical_memory() -> int | None:
@@ -73,7 +83,6 @@ def wanted(setting: str, ram: int | None) -> bool:
     """Whether to keep freed memory, for a ``RESTYLE_MALLOC`` value and the machine's RAM."""
     setting = setting.strip().lower() or "auto"
     if setting not in ("auto", "keep", "system"):
-        from .errors import RestyleError
         raise RestyleError(f"{MALLOC_ENV} must be auto, keep or system, not {setting!r}")
     if setting == "auto":
         return ram is not None and ram >= AUTO_MIN_RAM

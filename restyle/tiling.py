@@ -163,9 +163,8 @@ class Moments:
         self.total += float(w.sum())
 
     @classmethod
-    def of(cls, feat: torch.Tensor, weight: torch.Tensor | None = None, full: bool = True
-           ) -> "Moments":
-        m = cls(full)
+    def of(cls, feat: torch.Tensor, weight: torch.Tensor | None = None) -> "Moments":
+        m = cls()
         m.add(feat, weight)
         return m
 
