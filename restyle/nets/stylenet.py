@@ -34,19 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import _atomic_save_safetensors, load_once, read_safetensors_metadata
+from ..backbone import (_atomic_save_safetensors, cpu_inference, load_once,
+                        read_safetensors_metadata)
 from ..errors import RestyleError
 from .decoder import reflect_pad1, upsample2_reflect_pad1
 
 FORMAT = "restyle.stylenet"
 FORMAT_VERSION = "1"
-
-
-def _fast_inference(x: torch.Tensor) -> bool:
-    """Inference on the CPU in eager mode: no gradient wanted and no graph being traced or
-    exported (ONNX), so the slice- and bfloat16-based shortcuts below may be used."""
-    return (x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
 
 
 def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -55,7 +49,7 @@ def reflect_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()
     if p == 1 and not tracing and min(x.shape[-2:]) >= 2:
         return reflect_pad1(x)  # forward and backward as slices (training too)
-    if not _fast_inference(x) or min(x.shape[-2:]) <= p:
+    if not cpu_inference(x) or min(x.shape[-2:]) <= p:
         return F.pad(x, (p,) * 4, mode="reflect")
     n, c, h, w = x.shape
     fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
@@ -98,7 +92,7 @@ class CondInstanceNorm(nn.Module):
         gamma = mix.float() @ self.gamma  # (N, C)
         beta = mix.float() @ self.beta
         channels_last = x.is_contiguous(memory_format=torch.channels_last)
-        if x.device.type == "cpu" and _fast_inference(x):
+        if cpu_inference(x):
             out = [F.batch_norm(x[i:i + 1], None, None, gamma[i], beta[i], True, 0.0, self.eps)
                    for i in range(n)]
             return out[0] if n == 1 else torch.cat(out)
@@ -205,7 +199,7 @@ class StyleNet(nn.Module):
             x = x + self.res_norm[2 * k + 1](self.res[2 * k + 1](y), mix)
         for i, (conv, norm) in enumerate(zip(self.up, self.up_norm)):
             size = tuple(sizes[2 - i])
-            if _fast_inference(x) and size == (2 * x.shape[-2], 2 * x.shape[-1]):
+            if cpu_inference(x) and size == (2 * x.shape[-2], 2 * x.shape[-1]):
                 x = conv.conv(upsample2_reflect_pad1(x))  # upsampled into the padding
             else:
                 x = conv(F.interpolate(x, size=size, mode="nearest"))
