@@ -78,6 +78,37 @@ def test_grey_texture_statistics_approach_the_exemplar(brick):
     assert abs(arr.mean() - brick.mean()) < 10 and abs(arr.std() - brick.std()) < 0.3 * brick.std()
 
 
+def test_statistics_and_their_gradient_are_periodic(coloured):
+    """Why results tile: every operation of the model wraps around, so moving the image
+    round the torus (by whole steps of the coarsest pyramid band) moves the gradient with
+    it and leaves the statistics unchanged; padding, convolution or resizing that does not
+    wrap would change them."""
+    needs_plenoptic()
+    from restyle.methods.portilla import ColorBasis, PSStatistics, ps_loss
+    ex = imaging.to_tensor(imaging.load_image(coloured))
+    basis = ColorBasis.of(ex)
+    model = PSStatistics((64, 64), basis, n_scales=3)
+    target = PSStatistics(tuple(ex.shape[-2:]), basis, n_scales=3)(basis.project(ex)).detach()
+    z = basis.project(ex[..., 32:96, 16:80]).requires_grad_(True)
+
+    def stats_and_grad(x):
+        x = x.detach().requires_grad_(True)
+        stats = model(x)
+        ps_loss(stats, target, model.weights).backward()
+        return stats.detach(), x.grad
+
+    stats, grad = stats_and_grad(z)
+    shift = (8, 24)  # multiples of 2**n_scales
+    rolled_stats, rolled_grad = stats_and_grad(torch.roll(z, shift, (-2, -1)))
+    torch.testing.assert_close(rolled_stats, stats, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(rolled_grad, torch.roll(grad, shift, (-2, -1)),
+                               rtol=1e-3, atol=1e-3 * float(grad.abs().max()))
+    # a shift that does not wrap (zeros come in at the border) changes them
+    shifted = torch.zeros_like(z)
+    shifted[..., 8:, 24:] = z[..., :-8, :-24]
+    assert (stats_and_grad(shifted)[0] - stats).norm() > 0.1 * stats.norm()
+
+
 def test_colour_statistics_approach_the_exemplar(coloured):
     needs_plenoptic()
     from restyle.methods.portilla import ColorBasis, texture_statistics
