@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from .. import imaging
+from .. import fsio, imaging
 from ..api import transfer
 from ..errors import RestyleError
 from ..methods import all_methods, get_method, parse_settings
@@ -212,9 +212,7 @@ def compare(methods: Sequence[str], pairs: Sequence[tuple[str, str]], out_dir: s
     result = {**info, "directions": DIRECTIONS, "rows": [
         {"content": r["content"], "style": r["style"], "results": [
             {k: v for k, v in c.items() if k != "image"} for c in r["results"]]} for r in rows]}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, default=str))
-    os.replace(tmp, out / "results.json")
+    fsio.write_text(out / "results.json", json.dumps(result, indent=1, default=str))
     return result
 
 
