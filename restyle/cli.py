@@ -216,6 +216,8 @@ def _transfer_folder(folder: Path, ns, run, record: dict) -> int:
                            f"{', '.join(sorted(imaging.READ_SUFFIXES))})")
     targets = [out_dir / (p.name if p.suffix.lower() in imaging.SAVE_FORMATS else p.stem + ".png")
                for p in photos]
+    for target in targets:  # a folder onto itself: --overwrite must not replace the photos
+        imaging.refuse_input_overwrite(target, [photos, record.get("styles") or []])
     existing = [t for t in targets if t.exists()]
     if existing and not ns.overwrite:
         raise RestyleError(f"{len(existing)} of the outputs already exist in {out_dir} (e.g. "

@@ -199,17 +199,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_name(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; :class:`WriteError` when its name is longer than its file
+    system allows (checked first: even asking whether such a path exists fails)."""
+    p = Path(path)
+    parent = p.parent
+    while not _exists(parent) and parent != parent.parent:
+        parent = parent.parent
+    limit = name_max(parent)
+    for part in p.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise WriteError(f"cannot write {p}: a file name is too long ({size} bytes; this "
+                             f"file system allows {limit})", errno_codes.ENAMETOOLONG)
+    return p
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except OSError:
+        return False
+
+
 def check_writable(path: str | os.PathLike, clean: bool = True) -> Path:
     """Check now that ``path`` can be written the way :func:`atomic_write` will write it:
     its name fits the file system, and a temporary file can be created (and removed) in
     its folder. Stale temporary files of earlier runs there are removed first (``clean``).
     Raises :class:`WriteError` with one line."""
-    p = Path(path)
-    limit = name_max(p.parent)
-    size = len(os.fsencode(p.name))
-    if size > limit:
-        raise WriteError(f"cannot write {p}: the file name is too long ({size} bytes; this "
-                         f"file system allows {limit})", errno_codes.ENAMETOOLONG)
+    p = check_name(path)
     if clean:
         clean_stale_temps(p.parent)
     tmp = temp_name(p)

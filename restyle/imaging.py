@@ -206,7 +206,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False,
 
 
 def _checked_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    p = Path(path)
+    p = fsio.check_name(path)
     if p.suffix.lower() not in SAVE_FORMATS:
         raise RestyleError(f"cannot write {p}: unknown image extension "
                            f"(use one of {', '.join(sorted(SAVE_FORMATS))})")

@@ -475,7 +475,7 @@ def _is_frame_folder(path: Path) -> bool:
 
 def check_video_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate an output path (video, GIF or frame folder) before any work is done."""
-    p = Path(path)
+    p = fsio.check_name(path)
     output_kind(p)
     parent = p.parent
     if not parent.exists():
