@@ -362,6 +362,91 @@ def test_api_batch(tree, model, tmp_path):
                           sizes=32)
 
 
+def test_full_disk_items_retry_by_default_bad_inputs_do_not(tree, model, tmp_path, capsys,
+                                                            monkeypatch):
+    """Outputs that could not be written for lack of space fail this run and are retried by
+    the next one without --retry-failed; bad inputs stay failed."""
+    import errno
+
+    from restyle import batch, fsio
+    root, good = tree
+    out = tmp_path / "out"
+    real_save = batch.imaging.save_image
+    full = {expected_output(root, out, good[i]) for i in (1, 5, 9)}
+
+    def save(img, path, overwrite=True):
+        if Path(path) in full:
+            raise fsio.write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real_save(img, path, overwrite)
+
+    monkeypatch.setattr(batch.imaging, "save_image", save)
+    code, stdout, err = run_cli(batch_args(root, out, model), capsys)
+    assert code == 1 and f"done {GOOD - 3}, skipped 0, failed 6" in stdout, stdout + err
+    assert err.count("No space left on device") == 3 and "Traceback" not in err
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(batch.imaging, "save_image", real_save)  # space freed
+    code, stdout, err = run_cli(batch_args(root, out, model), capsys)
+    assert code == 0 and f"done 3, skipped {GOOD - 3}, failed 0 (3 failed earlier" in stdout
+    check_complete(root, out, good)
+
+
+class _FullDisk:
+    """A SQLite connection whose item updates fail as on a full disk."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def execute(self, sql, *args):
+        if sql.startswith("UPDATE items"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def __enter__(self):
+        return self._db.__enter__()
+
+    def __exit__(self, *exc):
+        return self._db.__exit__(*exc)
+
+
+def test_manifest_on_a_full_disk_is_one_line(tree, model, tmp_path, capsys, monkeypatch):
+    from restyle import batch
+    root, _ = tree
+    real_init = batch.Manifest.__init__
+
+    def init(self, out_dir):
+        real_init(self, out_dir)
+        self.db = _FullDisk(self.db)
+
+    monkeypatch.setattr(batch.Manifest, "__init__", init)
+    code, _, err = run_cli(batch_args(root, tmp_path / "out", model), capsys)
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "database or disk is full" in lines[0]
+    assert "run the same command again" in lines[0]
+
+
+def test_folder_lock_is_checked_before_ray_starts(tree, model, tmp_path, monkeypatch):
+    import fcntl
+
+    from restyle import batch
+    root, _ = tree
+    out = tmp_path / "out"
+    out.mkdir()
+    held = open(out / ".restyle-batch.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    started = []
+    monkeypatch.setattr(batch, "_ray_init", lambda address: started.append(address))
+    try:
+        with pytest.raises(RestyleError, match="another restyle batch"):
+            run_batch(root, out, "a", method="network", model=str(model), engine="ray")
+    finally:
+        held.close()
+    assert started == []
+
+
 # ----------------------------------------------------------------------------- Ray engine
 
 def descendants(pid: int) -> set[int]:
