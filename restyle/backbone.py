@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fsio
+from .runtime import check_cancelled
 from .errors import RestyleError
 
 # Number of 3x3 convolutions in each block.
@@ -467,6 +468,7 @@ class VGG(nn.Module):
         names = self.names[first: deepest + 1]
         relu_done = False  # the conv just run had its relu fused into it
         for i, name in enumerate(names):
+            check_cancelled()  # a cancelled studio job stops here, between layers
             kind = name[:4]
             if kind == "conv":
                 relu_done = name not in wanted and i + 1 < len(names)  # its relu comes next

@@ -111,27 +111,30 @@ def load_image(src: ImageLike, what: str = "image") -> Image.Image:
 
 
 def _decode(source: Path | io.BytesIO, what: str, label: str) -> Image.Image:
-    """Decode a file or in-memory image with the size limit and one-line errors."""
-    previous = Image.MAX_IMAGE_PIXELS
+    """Decode a file or in-memory image with the size limit and one-line errors.
+
+    The limit is checked per call on the size in the header, before decoding; Pillow's
+    process-wide ``Image.MAX_IMAGE_PIXELS`` is left alone (other threads rely on it)."""
+    too_large = RestyleError(f"{what} {label} is too large to decode safely "
+                             f"(more than {MAX_PIXELS // 1_000_000} megapixels)")
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RestyleError(f"{what} {label} is too large to decode safely "
-                           f"(more than {MAX_PIXELS // 1_000_000} megapixels)") from None
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise too_large
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except Image.DecompressionBombError:
+        raise too_large from None
     except UnidentifiedImageError:
         raise RestyleError(f"{what} {label} is not an image file restyle can read") from None
     except PermissionError:
         raise RestyleError(f"{what} {label} cannot be read: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise RestyleError(f"{what} {label} is damaged or truncated ({e})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:

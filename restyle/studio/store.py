@@ -81,6 +81,8 @@ class Job:
     cancel_requested: bool = False
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None  # {"width", "height", "bytes"}
+    #: {"pixels": output pixels, "bytes": memory estimate} (see jobs.job_estimate)
+    estimate: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -168,3 +170,14 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def size(self, job_id: str) -> int:
+        """Bytes of the job's files on disk."""
+        total = 0
+        for root, _dirs, files in os.walk(self.job_dir(job_id)):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        return total
