@@ -660,6 +660,65 @@ def _ray_init(address: str | None) -> None:
     except Exception as e:  # Ray raises bare Exceptions when its processes do not start
         raise RestyleError(f"cannot start a local Ray: {_one_line(e)} (logs in "
                            "/tmp/ray/session_latest/logs)") from None
+    if address is None:
+        _reap_with_driver()
+
+
+#: The watchdog of :func:`_reap_with_driver`: it waits for end-of-file on its standard input
+#: (the driver holds the other end, so that comes when the driver ends, however it ends),
+#: then kills the listed processes that are still the same processes (same start time).
+_REAPER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+procs = [tuple(map(int, a.split(":"))) for a in sys.argv[1:]]
+sys.stdin.buffer.read()
+for pid, start in procs:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            same = int(f.read().rsplit(")", 1)[1].split()[19]) == start
+        if same:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+"""
+_reaper = None
+
+
+def _reap_with_driver() -> None:
+    """Make the local Ray's processes end with this process, also when it is killed
+    (``kill -9``): Ray ends the GCS and the raylet then, but the agents the raylet started
+    (DashboardAgent, RuntimeEnvAgent) would live on. A small watchdog process in its own
+    session kills them (and anything else of the local Ray that is left) once this process
+    is gone. Linux only (it reads /proc); elsewhere nothing is done."""
+    global _reaper
+    import subprocess
+
+    def descendants(root: int) -> list[str]:
+        children: dict[int, list[tuple[int, int]]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                children.setdefault(int(fields[1]), []).append((int(d), int(fields[19])))
+        found, todo = [], [root]
+        while todo:
+            for pid, start in children.get(todo.pop(), []):
+                found.append(f"{pid}:{start}")
+                todo.append(pid)
+        return found
+
+    if _reaper is not None or not os.path.isdir("/proc"):
+        return
+    try:
+        procs = descendants(os.getpid())
+        _reaper = subprocess.Popen([sys.executable, "-c", _REAPER, *procs],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        _reaper = None  # no watchdog: Ray's own clean-up still runs on a normal exit
 
 
 def _lock(out_dir: Path):

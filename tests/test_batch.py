@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -507,3 +508,33 @@ def test_ray_exactly_once_with_an_actor_killed(ray_session, model, tmp_path):
     again = run_batch(root, out, "a", method="network", model=str(model), size=32,
                       engine="ray", workers=2)
     assert (again.done, again.skipped, again.failed_before) == (0, GOOD, 3)
+
+
+def test_local_ray_processes_end_with_a_killed_driver(tmp_path):
+    """kill -9 of the driver: Ray's agents (which Ray itself leaves running) are ended by
+    the watchdog, so nothing of the local Ray survives."""
+    pytest.importorskip("ray")
+    script = tmp_path / "driver.py"
+    script.write_text(f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "from restyle.batch import _ray_init\n_ray_init(None)\n"
+                      "print('ready', flush=True)\ntime.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        ray_procs = descendants(proc.pid) - {proc.pid}
+        names = {Path(f"/proc/{p}/cmdline").read_bytes()[:40] for p in ray_procs
+                 if Path(f"/proc/{p}/cmdline").exists()}
+        assert any(b"DashboardAgent" in n or b"RuntimeEnvAgent" in n for n in names), names
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = {p for p in ray_procs if Path(f"/proc/{p}").exists()
+                 and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()}
+        if not alive:
+            break
+        time.sleep(0.5)
+    assert not alive, [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in alive]
