@@ -538,3 +538,11 @@ def test_local_ray_processes_end_with_a_killed_driver(tmp_path):
             break
         time.sleep(0.5)
     assert not alive, [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in alive]
+
+
+def test_batch_onto_its_own_input_folder_touches_nothing(tree, model, capsys):
+    root, good = tree
+    before = {p: p.read_bytes() for p in good}
+    code, _, err = run_cli(batch_args(root, root, model), capsys)
+    assert code == 2 and "no images or videos found" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in good} == before
