@@ -663,7 +663,7 @@ def main(argv=None) -> int:
                 raise RestyleError(f"cannot read benchmark results {path}: {e}") from None
         result = combine_results(results)
         if len(results) == 1:
-            Path(ns.output).write_text(render_markdown(result))
+            fsio.write_text(ns.output, render_markdown(result))
             print(f"wrote {Path(ns.output).resolve()}")
         else:
             write_reports(Path(ns.output), render_markdown(result), Path(ns.json), result)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -208,7 +207,7 @@ def compare(methods: Sequence[str], pairs: Sequence[tuple[str, str]], out_dir: s
             "methods": list(methods)}
     imaging.save_image(render_sheet(rows, list(methods), min(size, 256)), out / "sheet.png",
                        overwrite=True)
-    (out / "sheet.html").write_text(render_html(rows, list(methods), info, files))
+    fsio.write_text(out / "sheet.html", render_html(rows, list(methods), info, files))
     result = {**info, "directions": DIRECTIONS, "rows": [
         {"content": r["content"], "style": r["style"], "results": [
             {k: v for k, v in c.items() if k != "image"} for c in r["results"]]} for r in rows]}

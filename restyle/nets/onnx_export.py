@@ -12,7 +12,6 @@ Needs the optional extra: ``pip install 'restyle[onnx]'`` (onnx, onnxscript, onn
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
