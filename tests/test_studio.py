@@ -140,7 +140,7 @@ class FakeInitParams(FakeParams):
 
 
 class FakeInit(FakeOpt):
-    """Reports the init it got: 'content', 'noise', or the mean colour of an image file."""
+    """Returns the init image it was given (a file), or the content for content or noise."""
 
     name = "fake-init"
     summary = "test method: starts from an init image"

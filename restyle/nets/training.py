@@ -280,6 +280,7 @@ def open_run(out_dir: str | Path, cfg: dict, steps, minutes, resume: bool, say,
     ``init_from`` (weights a *new* run starts from) is refused where a run already is."""
     out = make_run_dir(out_dir)
     with run_lock(out):
+        fsio.clean_stale_temps(out, any_process=True)  # a killed checkpoint write's (locked)
         path = out / CHECKPOINT
         state = load_checkpoint(path) if resume and path.exists() else None
         total = plan_total(state, cfg, out, steps, minutes, say)

@@ -27,7 +27,6 @@ import collections
 import io
 import logging
 import math
-import re
 import statistics
 import threading
 import time
@@ -75,15 +74,20 @@ METHOD_BYTES_PER_PIXEL = {"texture": 4608, "mrf": 5120, "wct": 5120, "portrait":
                           "analogy": 12288}
 #: What any job takes besides its pixels (network weights, the interpreter's share).
 BASE_BYTES = 512 * 2**20
+#: One-pass methods run in tiles above 1600 px (restyle/tiling.py), so beyond that their
+#: memory grows only by the whole-image buffers: 4096 px AdaIN peaks at 2.4 GB (README).
+TILED_PIXELS = 1600 * 1600
+TILED_BYTES_PER_PIXEL = 160
 
 
 def output_pixels(p) -> int:
     """Pixels of a job's output from its parameters: ``size`` as a long side (its
     square: the aspect is not known before the upload is decoded) or as WxH."""
+    from ..methods.texture import parse_size
     size = getattr(p, "size", None)
     if isinstance(size, str):
-        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", size)
-        return int(m.group(1)) * int(m.group(2) or m.group(1)) if m else 0
+        w, h = parse_size(size)  # validated already (the field's own check)
+        return w * h
     if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0:
         return int(size) ** 2
     return 0
@@ -93,7 +97,11 @@ def job_estimate(method: str, family: str, p) -> dict[str, int]:
     """{"pixels", "bytes"}: the output's pixels and the memory the job is expected to take."""
     pixels = output_pixels(p)
     per_pixel = METHOD_BYTES_PER_PIXEL.get(method, BYTES_PER_PIXEL.get(family, 4096))
-    return {"pixels": pixels, "bytes": BASE_BYTES + per_pixel * pixels}
+    if family == "model-optimization" and pixels > TILED_PIXELS:
+        need = per_pixel * TILED_PIXELS + TILED_BYTES_PER_PIXEL * (pixels - TILED_PIXELS)
+    else:
+        need = per_pixel * pixels
+    return {"pixels": pixels, "bytes": BASE_BYTES + need}
 
 
 def default_memory_budget() -> int:
