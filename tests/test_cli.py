@@ -280,3 +280,12 @@ def test_stale_temporary_of_a_killed_save_is_removed(photo, style_file, tmp_path
     code, _, err = run_cli(["transfer", photo, style_file, "-o", out, *FAST], capsys)
     assert code == 0, err
     assert not stale.exists() and mine.exists() and other.exists()
+
+
+def test_snapshot_folder_name_too_long_fails_before_the_work(photo, style_file, tmp_path,
+                                                             capsys):
+    out = tmp_path / ("z" * 248 + ".png")  # fits; its NAME_snapshots folder would not
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", out, "--snapshot-every", "1",
+                            *FAST], capsys)
+    _one_line_error(code, err, "too long")
+    assert not out.exists()
