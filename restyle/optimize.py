@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
+from . import runtime
 from .backbone import VGG
 from .imaging import resize_tensor
 
@@ -113,8 +114,7 @@ class Progress:
     elapsed: float
 
 
-class Stop(Exception):
-    """Raised by a callback to end the optimization early, keeping the current image."""
+Stop = runtime.Stop  # raised by a callback to end the optimization early, keeping the image
 
 
 Callback = Callable[[Progress], None]
@@ -189,6 +189,7 @@ class Engine:
         state = {"evals": 0}
 
         def evaluate():
+            runtime.check_cancelled()
             total, parts = self.loss(image, objective)
             total.backward()
             loss = float(total.detach())
