@@ -189,6 +189,19 @@ def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture
         _weights(len(exemplars), exemplar_weights)))
 
 
+class _TunedRecorder:
+    """A callback that keeps what ``auto=True`` chose (see restyle.autotune.report)."""
+
+    def __init__(self):
+        self.record: dict | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        pass
+
+    def on_tuned(self, result) -> None:
+        self.record = result.record()
+
+
 def _run(method: str, task: str, params: dict, output, overwrite: bool, callbacks,
          load: Callable[[], Inputs]) -> Image.Image:
     """Validate everything cheap first (method, parameters, output path), then load the
@@ -199,7 +212,12 @@ def _run(method: str, task: str, params: dict, output, overwrite: bool, callback
         raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
     p = make(m.Params, **params)
     out_path = imaging.check_output_path(output, overwrite) if output is not None else None
+    tuned = _TunedRecorder()
+    if getattr(p, "auto", False):
+        callbacks = [*callbacks, tuned]
     result = imaging.to_pil(m.run(load(), p, callbacks))
+    if tuned.record is not None:  # auto=True: what was chosen goes with the image
+        result.info["auto"] = tuned.record
     if out_path is not None:
         imaging.save_image(result, out_path, overwrite=True)
     return result
