@@ -53,8 +53,12 @@ TUNED = ("strength", "style_scale", "style_layers", "tv_weight")
 STRENGTHS = (0.02, 0.05, 0.1, 0.2, 0.5, 0.8)
 STYLE_SCALES = (0.7, 1.4)
 TV_WEIGHT = 10.0
-#: Long side of the trial runs (at most half the output's).
+#: Long side of the trial runs: 3/8 of the output's, at most this.
 TRIAL_SIDE = 128
+#: A setting must reach this share of the largest style gain (log Gram distance) seen...
+STYLE_SHARE = 0.9
+#: ...or pay this per unit short of it (content lost runs from 0 to 1).
+SHORTFALL_PENALTY = 4.0
 #: Iterations of a trial's first rung (fewer when the budget asks).
 TRIAL_ITERATIONS = 20
 
@@ -128,30 +132,42 @@ def normalised_layer_weights(problem, image: torch.Tensor) -> str:
 
 
 def _score(trials: Sequence[Trial]) -> None:
-    """The knee score of each measured trial, normalised over ``trials`` (see the module)."""
+    """The score of each measured trial, normalised over ``trials`` (see the module): the
+    content lost, plus a steep penalty for falling short of :data:`STYLE_SHARE` of the
+    largest style gain among the trials."""
     gain = {id(t): math.log(max(t.gram0, 1e-12) / max(t.gram, 1e-12)) for t in trials}
     gmax = max(max(gain.values()), 1e-6)
     cmax = max(max(t.content for t in trials), 1e-6)
     smax = max(max(1.0 - t.ssim for t in trials), 1e-6)
     for t in trials:
         lost = 0.5 * (t.content / cmax + (1.0 - t.ssim) / smax)
-        t.score = gain[id(t)] / gmax - lost
+        t.score = -lost - SHORTFALL_PENALTY * max(0.0, STYLE_SHARE - gain[id(t)] / gmax)
 
 
-def _measure(t: Trial, out: torch.Tensor, content: torch.Tensor, styles: list[torch.Tensor],
-             weights: list[float], scale: float) -> None:
+def _gram_distance(image: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
+                   scale: float) -> float:
+    """Mean relative Gram distance of ``image`` to the styles (blended by ``weights``), each
+    resized as the style targets are: its area ``scale**2`` times the image's."""
     from .evaluate import metrics
-    area = out.shape[-2] * out.shape[-1]
-    t.content = metrics.content_distance(out, content)
-    t.ssim = metrics.ssim_luminance(out, content)
-    total = sum(weights)
-    t.gram = t.gram0 = 0.0
+    area = image.shape[-2] * image.shape[-1]
+    total, value = sum(weights), 0.0
     for s, w in zip(styles, weights):
         k = (area * scale * scale / (s.shape[-2] * s.shape[-1])) ** 0.5
         s = imaging.resize_tensor(s, (max(16, round(s.shape[-2] * k)),
                                       max(16, round(s.shape[-1] * k))))
-        t.gram += w / total * metrics.gram_distance(out, s)["mean"]
-        t.gram0 += w / total * metrics.gram_distance(content, s)["mean"]
+        value += w / total * metrics.gram_distance(image, s)["mean"]
+    return value
+
+
+def _measure(t: Trial, out: torch.Tensor, content: torch.Tensor, styles: list[torch.Tensor],
+             weights: list[float], scale: float, gram0: float) -> None:
+    """Score inputs of a trial; ``gram0`` (the photo's distance at the user's style scale)
+    is common to all trials, so a style scale is not credited for a farther start."""
+    from .evaluate import metrics
+    t.content = metrics.content_distance(out, content)
+    t.ssim = metrics.ssim_luminance(out, content)
+    t.gram = _gram_distance(out, styles, weights, scale)
+    t.gram0 = gram0
 
 
 def final_cost(problem) -> float:
@@ -173,7 +189,7 @@ def tune(content: torch.Tensor, styles: list[torch.Tensor], style_weights: list[
     base = dataclasses.replace(p, auto=False)
     final = GatysProblem(content, styles, style_weights, base, regions)
     h, w = content.shape[-2:]
-    side = max(32, min(trial_side, max(h, w) // 2))
+    side = max(32, min(trial_side, round(0.375 * max(h, w))))
     th, tw = imaging.fit_size(h, w, side)
     small = imaging.resize_tensor(content, (th, tw))
 
@@ -198,6 +214,7 @@ def tune(content: torch.Tensor, styles: list[torch.Tensor], style_weights: list[
         normalised = normalised_layer_weights(probe, probe.init((th, tw)))
 
     spent = 0.0
+    gram0 = _gram_distance(small, final.styles, style_weights, p.style_scale)
 
     def settings_params(s: dict):
         values = {"strength": s["strength"], "style_scale": s.get("style_scale", p.style_scale),
@@ -217,7 +234,7 @@ def tune(content: torch.Tensor, styles: list[torch.Tensor], style_weights: list[
         t.iterations += n
         spent += n * th * tw
         _measure(t, problem.finish(t.image), small, problem.styles, style_weights,
-                 q.style_scale)
+                 q.style_scale, gram0)
 
     trials = [Trial(s) for s in rung1]
     for t in trials:

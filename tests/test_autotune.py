@@ -81,17 +81,14 @@ def test_tuner_lowers_strength_where_the_default_over_stylises(style_path):
     assert content_distance(tuned, content) < content_distance(default, content)
 
 
-def test_auto_transfer_reports_what_it_chose(photo, style_path, tmp_path):
-    image = restyle.transfer(photo, style_path, size=64, iterations=3, auto=True)
+def test_auto_transfer_reports_what_it_chose(photo, style_path):
+    image = restyle.transfer(photo, style_path, size=64, iterations=4, auto=True)
     assert image.size == (64, 64)
+    assert np.asarray(image).std() > 10  # a picture, not a blank
     record = image.info["auto"]
     assert set(record["chosen"]) == set(autotune.TUNED)
     assert 0 < record["chosen"]["strength"] < 1
-    assert record["cost"] <= 1.0  # the trials cost at most the final run
-    out = tmp_path / "out.png"
-    main(["transfer", str(photo), str(style_path), "-o", str(out), "--size", "64",
-          "--iterations", "3", "--auto", "--json", "-q"])
-    assert out.exists()
+    assert record["trials"] >= len(autotune.STRENGTHS) and record["seconds"] > 0
 
 
 def test_auto_cli_json_and_log_line(photo, style_path, tmp_path, capsys):
