@@ -91,9 +91,13 @@ class AutoResult:
 
     def record(self) -> dict:
         """The choice as plain data (for the CLI's --json and the log line)."""
+        tried = [{"settings": t.settings, "iterations": t.iterations,
+                  "content_distance": round(t.content, 4), "ssim": round(t.ssim, 4),
+                  "gram_distance": round(t.gram, 4), "score": round(t.score, 4)}
+                 for t in self.trials]
         return {"chosen": self.chosen, "seconds": round(self.seconds, 2),
                 "trials": len(self.trials), "trial_size": list(self.trial_size),
-                "cost": round(self.cost, 3)}
+                "cost": round(self.cost, 3), "tried": tried}
 
     def summary(self) -> str:
         values = ", ".join(f"{k} {v}" for k, v in self.chosen.items())

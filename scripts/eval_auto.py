@@ -91,10 +91,24 @@ def describe(auto: dict) -> str:
             f"layers {layers}")
 
 
+def add_face_integrity(out: Path, rows: list[dict]) -> None:
+    """For the face pairs: dlib's landmarks on each output against the photo's (mean
+    displacement as a fraction of the inter-ocular distance; needs restyle[portrait])."""
+    from restyle import imaging
+    from restyle.evaluate.faces import face_integrity, photo_face_at
+    for r in rows:
+        if r["kind"] != "face":
+            continue
+        image = Image.open(out / f"{r['pair']}-{r['mode']}.png").convert("RGB")
+        photo = PAIRS[r["pair"]][0]().convert("RGB")
+        fi = face_integrity(imaging.to_tensor(image), photo_face_at(photo, image.size))
+        r["face"] = f"{fi.displacement:.3f}" if fi.found else "not found"
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| pair | fails by | run | strength | content dist ↓ | SSIM ↑ | edges ↑ | "
-             "Gram dist ↓ | time (s) | of which tuning (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "Gram dist ↓ | face: landmark shift (x IOD) ↓ | time (s) | of which tuning (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         auto = r.get("auto")
         tuning = f"{auto['seconds']:.0f}" if auto else "-"
@@ -102,7 +116,7 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['pair']} | {r['kind']} | {r['mode']} | {chosen} | "
                      f"{r['content_distance']:.3f} | {r['ssim_luminance']:.3f} | "
                      f"{r['edge_similarity']:.3f} | {r['gram_distance']:.4f} | "
-                     f"{r['seconds']:.0f} | {tuning} |")
+                     f"{r.get('face', '-')} | {r['seconds']:.0f} | {tuning} |")
     return "\n".join(lines)
 
 
@@ -139,6 +153,7 @@ def main(argv=None) -> int:
     rows = []
     for name in ns.pairs.split(","):
         rows += run_pair(out, name, ns.size, ns.iterations)
+    add_face_integrity(out, rows)
     print(table(rows))
     sheet(out, rows, Path(ns.sheet))
     return 0

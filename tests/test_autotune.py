@@ -45,10 +45,10 @@ def test_gradient_normalisation_equalises_layer_gradients(photo, style_path):
     assert max(after) / min(after) < 1.01
 
 
-def test_knee_score_prefers_low_strength_when_content_dissolves():
-    """The scoring alone: style gain saturates early while content loss keeps rising
-    (a face under a strong style), so a low strength wins; a flat photo that loses
-    little content while the style keeps improving gets a high strength."""
+def test_score_prefers_low_strength_when_the_style_saturates_early():
+    """The scoring alone: the style gain saturates at a low strength while the content
+    lost keeps rising (a face under a strong style), so the low strength wins; a flat
+    photo whose style keeps improving with strength gets the high one."""
     def trials(content, gram):
         return [autotune.Trial({"strength": s}, content=c, ssim=1 - c / 2, gram=g, gram0=0.5)
                 for s, c, g in zip((0.1, 0.5, 0.9), content, gram)]
@@ -113,3 +113,11 @@ def test_auto_keeps_values_the_user_changed(photo, style_path):
     assert result.chosen == {}
     assert (result.params.strength, result.params.style_layers, result.params.tv_weight,
             result.params.style_scale) == (0.3, "relu2_1,relu3_1", 2.0, 1.5)
+
+
+def test_studio_form_has_the_auto_switch():
+    from restyle.methods import get_method
+    from restyle.studio.catalog import method_info
+    info = method_info(type(get_method("gatys")))
+    auto = next(d for d in info["params"] if d["name"] == "auto")
+    assert auto["type"] == "bool" and auto["default"] is False and auto["primary"]
