@@ -133,8 +133,8 @@ def sheet(out: Path, rows: list[dict], path: Path, cell: int = 256) -> None:
                   ("default (strength 0.5)", Image.open(out / f"{name}-default.png"))]
         if "auto" in modes:
             c = modes["auto"]["auto"]["chosen"]
-            label = (f"auto: s {c['strength']}, scale {c['style_scale']}, tv {c['tv_weight']}"
-                     + (", norm. layers" if ":" in c["style_layers"] else ""))
+            label = (f"auto: s {c['strength']}, scale {c['style_scale']:g}, tv {c['tv_weight']:g}"
+                     + (", norm." if ":" in c["style_layers"] else ""))
             tiles.append((label, Image.open(out / f"{name}-auto.png")))
     grid = imaging.labelled_grid(tiles, cell, 4)
     grid.save(path, quality=85)
