@@ -14,6 +14,14 @@ from restyle.methods.gatys import GatysParams, GatysProblem
 from restyle.params import make
 
 
+@pytest.fixture
+def small_plan(monkeypatch):
+    """A shorter search (two strengths, one style-scale variant): the same rungs and
+    scoring, fewer trials, so the end-to-end tests stay quick."""
+    monkeypatch.setattr(autotune, "STRENGTHS", (0.05, 0.5))
+    monkeypatch.setattr(autotune, "STYLE_SCALES", (1.4,))
+
+
 def _tensor(arr: np.ndarray, side: int) -> torch.Tensor:
     img = Image.fromarray(arr)
     return imaging.to_tensor(imaging.resize(img, imaging.fit_size(*img.size, side)))
@@ -61,7 +69,7 @@ def test_score_prefers_low_strength_when_the_style_saturates_early():
     assert max(flat, key=lambda t: t.score).settings["strength"] == 0.9
 
 
-def test_tuner_lowers_strength_where_the_default_over_stylises(style_path):
+def test_tuner_lowers_strength_where_the_default_over_stylises(style_path, small_plan):
     """Small text (fine structure) under a strong painting: the default strength 0.5
     wipes the letters out; the tuner measures that and chooses a lower strength,
     and its output keeps more of the text than the default's."""
@@ -81,17 +89,18 @@ def test_tuner_lowers_strength_where_the_default_over_stylises(style_path):
     assert content_distance(tuned, content) < content_distance(default, content)
 
 
-def test_auto_transfer_reports_what_it_chose(photo, style_path):
+def test_auto_transfer_reports_what_it_chose(photo, style_path, small_plan):
     image = restyle.transfer(photo, style_path, size=64, iterations=4, auto=True)
     assert image.size == (64, 64)
     assert np.asarray(image).std() > 10  # a picture, not a blank
     record = image.info["auto"]
     assert set(record["chosen"]) == set(autotune.TUNED)
     assert 0 < record["chosen"]["strength"] < 1
-    assert record["trials"] >= len(autotune.STRENGTHS) and record["seconds"] > 0
+    assert record["trials"] == len(record["tried"]) >= 2 and record["seconds"] > 0
+    assert {t["settings"]["strength"] for t in record["tried"]} == {0.05, 0.5}
 
 
-def test_auto_cli_json_and_log_line(photo, style_path, tmp_path, capsys):
+def test_auto_cli_json_and_log_line(photo, style_path, tmp_path, capsys, small_plan):
     out = tmp_path / "out.png"
     assert main(["transfer", str(photo), str(style_path), "-o", str(out), "--size", "64",
                  "--iterations", "3", "--auto", "--strength", "0.3", "--json"]) == 0
