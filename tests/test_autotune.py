@@ -130,3 +130,9 @@ def test_studio_form_has_the_auto_switch():
     info = method_info(type(get_method("gatys")))
     auto = next(d for d in info["params"] if d["name"] == "auto")
     assert auto["type"] == "bool" and auto["default"] is False and auto["primary"]
+
+
+def test_auto_is_refused_for_video(tmp_path, style_path):
+    with pytest.raises(restyle.RestyleError, match="--auto is not available for video"):
+        restyle.api.video(tmp_path / "in.mp4", style_path, output=tmp_path / "out.mp4",
+                          method="gatys", auto=True)
