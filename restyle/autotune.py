@@ -149,28 +149,32 @@ def _score(trials: Sequence[Trial]) -> None:
 
 
 def _gram_distance(image: torch.Tensor, styles: list[torch.Tensor], weights: list[float],
-                   scale: float) -> float:
+                   scale: float, cache: dict) -> float:
     """Mean relative Gram distance of ``image`` to the styles (blended by ``weights``), each
-    resized as the style targets are: its area ``scale**2`` times the image's."""
+    resized as the style targets are: its area ``scale**2`` times the image's. The styles'
+    Gram matrices are kept in ``cache`` per scale."""
     from .evaluate import metrics
     area = image.shape[-2] * image.shape[-1]
-    total, value = sum(weights), 0.0
-    for s, w in zip(styles, weights):
-        k = (area * scale * scale / (s.shape[-2] * s.shape[-1])) ** 0.5
-        s = imaging.resize_tensor(s, (max(16, round(s.shape[-2] * k)),
-                                      max(16, round(s.shape[-1] * k))))
-        value += w / total * metrics.gram_distance(image, s)["mean"]
-    return value
+    if scale not in cache:
+        cache[scale] = []
+        for s in styles:
+            k = (area * scale * scale / (s.shape[-2] * s.shape[-1])) ** 0.5
+            s = imaging.resize_tensor(s, (max(16, round(s.shape[-2] * k)),
+                                          max(16, round(s.shape[-1] * k))))
+            cache[scale].append(metrics.style_grams(s))
+    total = sum(weights)
+    return sum(w / total * metrics.gram_distance(image, grams)["mean"]
+               for grams, w in zip(cache[scale], weights))
 
 
 def _measure(t: Trial, out: torch.Tensor, content: torch.Tensor, styles: list[torch.Tensor],
-             weights: list[float], scale: float, gram0: float) -> None:
+             weights: list[float], scale: float, gram0: float, cache: dict) -> None:
     """Score inputs of a trial; ``gram0`` (the photo's distance at the user's style scale)
     is common to all trials, so a style scale is not credited for a farther start."""
     from .evaluate import metrics
     t.content = metrics.content_distance(out, content)
     t.ssim = metrics.ssim_luminance(out, content)
-    t.gram = _gram_distance(out, styles, weights, scale)
+    t.gram = _gram_distance(out, styles, weights, scale, cache)
     t.gram0 = gram0
 
 
@@ -218,7 +222,8 @@ def tune(content: torch.Tensor, styles: list[torch.Tensor], style_weights: list[
         normalised = normalised_layer_weights(probe, probe.init((th, tw)))
 
     spent = 0.0
-    gram0 = _gram_distance(small, final.styles, style_weights, p.style_scale)
+    grams: dict = {}  # the styles' Gram matrices per style scale, at the trial size
+    gram0 = _gram_distance(small, final.styles, style_weights, p.style_scale, grams)
 
     def settings_params(s: dict):
         values = {"strength": s["strength"], "style_scale": s.get("style_scale", p.style_scale),
@@ -227,18 +232,23 @@ def tune(content: torch.Tensor, styles: list[torch.Tensor], style_weights: list[
             values["style_layers"] = normalised
         return dataclasses.replace(base, **values)
 
+    built: dict[int, tuple] = {}  # per trial: its problem, engine and objective
+
     def run(t: Trial, n: int) -> None:
         nonlocal spent
         q = settings_params(t.settings)
-        problem = GatysProblem(small, styles, style_weights, q, regions)
-        engine = Engine.from_params(problem.vgg, q)
+        if id(t) not in built:
+            problem = GatysProblem(small, styles, style_weights, q, regions)
+            engine = Engine.from_params(problem.vgg, q)
+            built[id(t)] = problem, engine, problem.objective((th, tw), engine.bf16)
+        problem, engine, objective = built[id(t)]
         torch.manual_seed(q.seed)
         init = t.image if t.image is not None else problem.init((th, tw))
-        t.image = engine.run(init, problem.objective((th, tw), engine.bf16), n)
+        t.image = engine.run(init, objective, n)
         t.iterations += n
         spent += n * th * tw
         _measure(t, problem.finish(t.image), small, problem.styles, style_weights,
-                 q.style_scale, gram0)
+                 q.style_scale, gram0, grams)
 
     trials = [Trial(s) for s in rung1]
     for t in trials:
