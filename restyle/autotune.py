@@ -16,18 +16,19 @@ wants its own strength. :func:`tune` chooses, without the user:
   resolution, each scored by restyle's own metrics, the better half continued
   for more iterations, the rest dropped.
 
-The score of a trial is the *knee* of the pair's content/style trade-off: style
-gained, ``log(G0 / G)`` with ``G`` the output's mean relative Gram distance to the
-style (``G0``: the photo's), minus content lost (the mean of the VGG content distance
-and ``1 - SSIM`` of the luminance, for layout and fine structure), each divided
-by its largest value among the trials so that both run from 0 to 1. A setting
-wins when a step further towards the style would cost more normalised content than
-it gains normalised style. A face whose features dissolve fast gets a lower
-strength; a photo with little structure to lose a higher one.
+The score of a trial weighs style gained against content lost, both measured with
+restyle's metrics: style gained is ``log(G0 / G)``, with ``G`` the output's mean
+relative Gram distance to the style (``G0``: the photo's); content lost is the mean of
+the VGG content distance and ``1 - SSIM`` of the luminance (layout and fine structure),
+divided by its largest value among the trials. A setting must reach
+:data:`STYLE_SHARE` of the largest style gain any trial reached; among those that do,
+the one that loses the least content wins. A face whose style saturates at a low
+strength keeps a low strength; a photo whose style keeps improving gets a higher one.
 
 The trials cost at most the final run's compute (``budget``: 1 = the final run's
-iterations times pixels), so ``--auto`` at most doubles the time of a transfer.
-Parameters the user changed from their defaults are kept as given and not tuned.
+iterations times pixels; at least one iteration per trial, so tiny runs of a few
+iterations may exceed it). Parameters the user changed from their defaults are kept
+as given and not tuned. Measurements: docs/auto-tuning.md.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ import torch
 from . import imaging
 from .masks import Region
 from .optimize import Engine
-from .params import parse_layer_weights
 from .style_losses import style_targets
 
 #: The parameters :func:`tune` may choose (each only when the user left it at its default).
