@@ -9,7 +9,8 @@ and one JSON line per run) are kept in --out, so an interrupted run resumes; the
 table is printed as Markdown and the contact sheet written to docs/auto_sheet.jpg.
 Needs ../shared/data.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/eval_auto.py --out runs/auto-eval --size 256 --iterations 50
+    PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/eval_auto.py --out runs/auto-eval \
+        --size 256 --iterations 50
 """
 
 from __future__ import annotations
