@@ -210,13 +210,13 @@ def _run(method: str, task: str, params: dict, output, overwrite: bool, callback
     if m.task != task:
         other = f"restyle.{m.task}"  # each task has its API function of the same name
         raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
+    tuned = _TunedRecorder()
+    if params.get("auto") is True:  # keep what the tuner chooses, to go with the image
+        callbacks = [*callbacks, tuned]
     p = make(m.Params, **params)
     out_path = imaging.check_output_path(output, overwrite) if output is not None else None
-    tuned = _TunedRecorder()
-    if getattr(p, "auto", False):
-        callbacks = [*callbacks, tuned]
     result = imaging.to_pil(m.run(load(), p, callbacks))
-    if tuned.record is not None:  # auto=True: what was chosen goes with the image
+    if tuned.record is not None:
         result.info["auto"] = tuned.record
     if out_path is not None:
         imaging.save_image(result, out_path, overwrite=True)
