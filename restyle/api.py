@@ -190,6 +190,19 @@ def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture
         _weights(len(exemplars), exemplar_weights)), [exemplars])
 
 
+class _TunedRecorder:
+    """A callback that keeps what ``auto=True`` chose (see restyle.autotune.report)."""
+
+    def __init__(self):
+        self.record: dict | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        pass
+
+    def on_tuned(self, result) -> None:
+        self.record = result.record()
+
+
 def _run(method: str, task: str, params: dict, output, overwrite: bool, callbacks,
          load: Callable[[], Inputs], sources: Sequence = ()) -> Image.Image:
     """Validate everything cheap first (method, parameters, output path: writable, and
@@ -199,10 +212,15 @@ def _run(method: str, task: str, params: dict, output, overwrite: bool, callback
     if m.task != task:
         other = f"restyle.{m.task}"  # each task has its API function of the same name
         raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
+    tuned = _TunedRecorder()
+    if params.get("auto") is True:  # keep what the tuner chooses, to go with the image
+        callbacks = [*callbacks, tuned]
     p = make(m.Params, **params)
     out_path = imaging.check_output_path(output, overwrite, [*sources, *vars(p).values()]) \
         if output is not None else None
     result = imaging.to_pil(m.run(load(), p, callbacks))
+    if tuned.record is not None:
+        result.info["auto"] = tuned.record
     if out_path is not None:
         imaging.save_image(result, out_path, overwrite=True)
     return result

@@ -35,6 +35,7 @@ class ProgressPrinter:
         self.snapshot_every = snapshot_every
         self.snapshot_dir = snapshot_dir
         self.bar = None
+        self.tuned: dict | None = None  # what --auto chose (restyle.autotune.AutoResult.record)
 
     def __call__(self, p: Progress) -> None:
         if not self.quiet:
@@ -49,6 +50,12 @@ class ProgressPrinter:
         if self.snapshot_every and p.step % self.snapshot_every == 0 and self.snapshot_dir:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
             imaging.save_image(p.image, self.snapshot_dir / f"step-{p.step:05d}.png")
+
+    def on_tuned(self, result) -> None:
+        """--auto chose the parameters: log them (one line) and keep them for --json."""
+        self.tuned = result.record()
+        if not self.quiet:
+            print(f"restyle: {result.summary()}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -128,8 +135,9 @@ def _run_with_progress(fn, ns, out: Path | None, record: dict) -> None:
         sys.stdout.buffer.write(imaging.image_bytes(image))
         sys.stdout.flush()
     elif ns.json:
+        auto = {"auto_chosen": printer.tuned} if printer.tuned is not None else {}
         print(json.dumps({**record, "output": str(out.resolve()), "size": list(image.size),
-                          "seconds": round(seconds, 4)}), flush=True)
+                          "seconds": round(seconds, 4), **auto}), flush=True)
     else:
         print(f"wrote {out.resolve()} ({seconds:.1f} s)", flush=True)
 

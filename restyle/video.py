@@ -679,6 +679,10 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
     m = get_transfer_method(method, "video")
     vp, method_params = split_params(params)
     p = make(m.Params, **method_params)
+    if getattr(p, "auto", False):  # per frame it would choose, and flicker, frame by frame
+        raise RestyleError("--auto is not available for video (each frame would be tuned on "
+                           "its own); run restyle transfer --auto --json on one frame and "
+                           "pass the chosen values")
     out = check_video_output(output, overwrite)
     kind = output_kind(out)
     _av(), _cv2()

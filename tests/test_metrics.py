@@ -80,6 +80,7 @@ def test_per_layer_results(content, style):
     assert g["mean"] == pytest.approx(np.mean([g[k] for k in M.STYLE_LAYERS]))
     w = M.gaussian_wasserstein(content, style, layers=("relu2_1",))
     assert set(w) == {"relu2_1", "mean"} and w["relu2_1"] > 0
+    assert M.gram_distance(content, M.style_grams(style)) == g  # the style's Grams, kept
 
 
 def test_palette_ignores_layout_but_sees_colour(content, style):

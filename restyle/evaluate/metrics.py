@@ -111,17 +111,25 @@ def _per_layer(values: dict[str, float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def gram_distance(output: torch.Tensor, style: torch.Tensor,
+def style_grams(style: torch.Tensor, layers: Sequence[str] = STYLE_LAYERS
+                ) -> dict[str, torch.Tensor]:
+    """The style image's Gram matrices per layer, to score many outputs against it."""
+    fs = _features(_check(style, "style image"), layers)
+    return {k: gram_matrix(fs[k]) for k in layers}
+
+
+@torch.no_grad()
+def gram_distance(output: torch.Tensor, style: torch.Tensor | dict[str, torch.Tensor],
                   layers: Sequence[str] = STYLE_LAYERS) -> dict[str, float]:
     """Relative Gram distance ||G(out) - G(s)||^2 / ||G(s)||^2 per layer, plus their ``mean``.
 
     Measures texture/style statistics (Gatys et al.'s style loss). Lower is
-    better; 0 when the Gram matrices match.
+    better; 0 when the Gram matrices match. ``style`` is the image or its
+    :func:`style_grams` (computed once when many outputs are scored).
     """
+    grams = style if isinstance(style, dict) else style_grams(style, layers)
     fo = _features(_check(output, "output image"), layers)
-    fs = _features(_check(style, "style image"), layers)
-    return _per_layer({k: relative_mse(gram_matrix(fo[k]), gram_matrix(fs[k])).item()
-                       for k in layers})
+    return _per_layer({k: relative_mse(gram_matrix(fo[k]), grams[k]).item() for k in layers})
 
 
 def _gaussian(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -85,6 +85,9 @@ class GatysParams:
                            "the photo", min=0.0, max=512.0, metavar="PIXELS")
     seed: int = param(0, "random seed (noise init, random projections, reproducible output)",
                       min=0)
+    auto: bool = param(False, "choose strength, style scale, style layer weights and TV weight "
+                       "for this pair by short low-resolution trial runs (at most the final "
+                       "run's compute; values you change from their defaults are kept)")
 
 
 def level_iterations(final: int, levels: int) -> list[int]:
@@ -216,5 +219,10 @@ class Gatys(Method):
                                masks=params.masks, style_masks=params.style_masks,
                                object_mask=params.object_mask, box=params.box,
                                invert=params.invert_mask, styles=styles)
+        if params.auto:
+            from ..autotune import report, tune
+            result = tune(content, styles, inputs.style_weights, params, regions)
+            report(callbacks, result)
+            params = result.params
         return stylize_by_optimization(content, styles, inputs.style_weights, params, callbacks,
                                        regions)

@@ -36,7 +36,7 @@ from ..params import describe
 
 #: Parameters shown first in the form; the rest go under "Advanced".
 PRIMARY = ("model", "size", "iterations", "strength", "style_scale", "scale",
-           "style_size", "preserve_color", "tileable")
+           "style_size", "preserve_color", "tileable", "auto")
 
 
 MASK_NAMES = ("mask", "masks")

@@ -461,6 +461,8 @@ class JobManager:
         imaging.save_image(image, path)
         job.result = {"width": image.width, "height": image.height,
                       "bytes": path.stat().st_size}
+        if "auto" in image.info:  # what auto=True chose (restyle.autotune)
+            job.result["auto"] = image.info["auto"]
 
     def _finish(self, job: Job, status: str, start: float, error: str | None = None,
                 partial: bool = False, interrupted: bool = False) -> None:
