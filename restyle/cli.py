@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -43,8 +44,8 @@ class ProgressPrinter:
                 self.bar = tqdm(total=p.steps, unit="it", file=sys.stderr, dynamic_ncols=True,
                                 leave=False)
             self.bar.set_description(f"level {p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}")
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in {"loss": p.loss, **p.parts}.items()},
-                                 refresh=False)
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in {"loss": p.loss, **p.parts}.items()
+                                  if math.isfinite(v)}, refresh=False)
             self.bar.update(p.step - self.bar.n)
         if self.snapshot_every and p.step % self.snapshot_every == 0 and self.snapshot_dir:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -155,13 +156,14 @@ def parse_style_options(styles: Sequence[str], style_opts: Sequence[str], style_
 
 
 def cmd_transfer(argv: Sequence[str]) -> int:
-    from .api import transfer
+    from .api import DEFAULT_TRANSFER, transfer
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default=None)
     pre.add_argument("--model", default=None)
     known, _ = pre.parse_known_args(argv)
     # --model NAME means "a trained style network", unless a method is named
-    method = command_method(known.method or ("network" if known.model else "gatys"), "transfer")
+    method = command_method(known.method or ("network" if known.model else DEFAULT_TRANSFER),
+                            "transfer")
     by_name = method.style_kind == "name"
     parser = ArgumentParser(
         prog="restyle transfer",
