@@ -115,6 +115,7 @@ class Progress:
     parts: dict[str, float]
     image: torch.Tensor  # current image (do not modify)
     elapsed: float
+    remaining: float | None = None  # seconds to the run's deadline, if it has one
 
 
 class Stop(Exception):
@@ -340,8 +341,10 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
         def report(i, loss, parts, img, level=level, size=size, n=n):
             nonlocal image
             image = img
+            now = time.perf_counter()
             p = Progress(level, len(sizes), i, n, done + i, steps, size, loss, parts, img,
-                         time.perf_counter() - start)
+                         now - start, None if engine.deadline is None
+                         else max(0.0, engine.deadline - now))
             for cb in engine.callbacks:
                 cb(p)
 

@@ -136,8 +136,10 @@ class Anytime(Method):
             if tuple(start.shape[-2:]) != (h, w):
                 start = imaging.resize_tensor(start, (h, w))
             problem.start = start
+            now = time.perf_counter()
             report = Progress(0, 1, 0, params.iterations, 0, params.iterations, (h, w),
-                              float("nan"), {}, start, time.perf_counter() - begin)
+                              float("nan"), {}, start, now - begin,
+                              max(0.0, begin + params.budget - now))
             for cb in callbacks:
                 cb(report)
         return problem.solve(callbacks, deadline=begin + params.budget)
