@@ -469,21 +469,28 @@ def _free_name(path: Path) -> Path:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    from .api import transfer
+    from .api import DEFAULT_TRANSFER, transfer
     parser = ArgumentParser(
         prog="restyle demo",
         description="The built-in example: scikit-image's astronaut photo in the style of "
-                    "restyle's own demo painting (Gatys, 512 px). Needs no input files.")
+                    "restyle's own demo painting (512 px, the default method: a one-pass "
+                    "result refined by optimization for --budget seconds). Needs no input "
+                    "files.")
     parser.add_argument("-o", "--output", default=None,
                         help="output image (default: restyle-demo.png here, never overwritten)")
     parser.add_argument("--size", type=int, default=512, help="long side in pixels")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="seconds for the transfer (default: the anytime method's, "
+                             f"{get_method(DEFAULT_TRANSFER).Params.budget:g})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ns = parser.parse_args(argv)
     from skimage import data
     out = imaging.check_output_path(ns.output) if ns.output else _free_name(Path("restyle-demo.png"))
     ns.snapshot_every, ns.json = 0, False
+    budget = {} if ns.budget is None else {"budget": ns.budget}
     _run_with_progress(lambda cbs, o: transfer(data.astronaut(), ASSETS / "demo_style.jpg",
-                                               size=ns.size, output=o, callbacks=cbs), ns, out, {})
+                                               size=ns.size, output=o, callbacks=cbs, **budget),
+                       ns, out, {})
     return 0
 
 

@@ -26,11 +26,10 @@ import torch
 
 from .. import imaging
 from ..errors import RestyleError
-from ..masks import plan_regions
 from ..optimize import Progress
 from ..params import make, param
 from . import Inputs, Method, get_method, register
-from .gatys import GatysParams, GatysProblem
+from .gatys import GatysParams, GatysProblem, prepare
 
 #: The one-pass methods a run may start from (``init``), besides Gatys's own starts.
 ONE_PASS_STARTS = ("adain-lite", "adain", "network")
@@ -118,17 +117,8 @@ class Anytime(Method):
 
     def run(self, inputs: Inputs, params: AnytimeParams, callbacks=()) -> torch.Tensor:
         begin = time.perf_counter()
-        if inputs.content is None:
-            raise RestyleError("anytime needs a content image")
-        if not inputs.styles:
-            raise RestyleError("anytime needs at least one style image")
-        w, h = imaging.fit_size(*inputs.content.size, params.size)
-        content = imaging.to_tensor(imaging.resize(inputs.content, (w, h)))
-        styles = [imaging.to_tensor(s) for s in inputs.styles]
-        regions = plan_regions(content, inputs.content.size, len(styles), inputs.style_weights,
-                               masks=params.masks, style_masks=params.style_masks,
-                               object_mask=params.object_mask, box=params.box,
-                               invert=params.invert_mask, styles=styles)
+        content, styles, regions = prepare(inputs, params, self.name)
+        h, w = content.shape[-2:]
         problem = AnytimeProblem(content, styles, inputs.style_weights, params, regions)
         method = choose_start(inputs, params)
         if method:

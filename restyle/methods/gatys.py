@@ -205,16 +205,24 @@ class Gatys(Method):
     Params = GatysParams
 
     def run(self, inputs: Inputs, params: GatysParams, callbacks=()) -> torch.Tensor:
-        if inputs.content is None:
-            raise RestyleError("gatys needs a content image")
-        if not inputs.styles:
-            raise RestyleError("gatys needs at least one style image")
-        w, h = imaging.fit_size(*inputs.content.size, params.size)
-        content = imaging.to_tensor(imaging.resize(inputs.content, (w, h)))
-        styles = [imaging.to_tensor(s) for s in inputs.styles]
-        regions = plan_regions(content, inputs.content.size, len(styles), inputs.style_weights,
-                               masks=params.masks, style_masks=params.style_masks,
-                               object_mask=params.object_mask, box=params.box,
-                               invert=params.invert_mask, styles=styles)
+        content, styles, regions = prepare(inputs, params, self.name)
         return stylize_by_optimization(content, styles, inputs.style_weights, params, callbacks,
                                        regions)
+
+
+def prepare(inputs: Inputs, params: GatysParams, method: str
+            ) -> tuple[torch.Tensor, list[torch.Tensor], list[Region]]:
+    """The content at the output size, the styles and the masked regions of a transfer
+    with Gatys's parameters (``method`` names the method in errors)."""
+    if inputs.content is None:
+        raise RestyleError(f"{method} needs a content image")
+    if not inputs.styles:
+        raise RestyleError(f"{method} needs at least one style image")
+    w, h = imaging.fit_size(*inputs.content.size, params.size)
+    content = imaging.to_tensor(imaging.resize(inputs.content, (w, h)))
+    styles = [imaging.to_tensor(s) for s in inputs.styles]
+    regions = plan_regions(content, inputs.content.size, len(styles), inputs.style_weights,
+                           masks=params.masks, style_masks=params.style_masks,
+                           object_mask=params.object_mask, box=params.box,
+                           invert=params.invert_mask, styles=styles)
+    return content, styles, regions
