@@ -204,18 +204,19 @@ class Engine:
         return objective.evaluate(features, image)
 
     def run(self, init: torch.Tensor, objective: Objective, iterations: int,
-            progress: Callable[[int, float, dict, torch.Tensor], None] | None = None) -> torch.Tensor:
+            progress: Callable[[int, float, dict, torch.Tensor], None] | None = None,
+            expected: float = 0.0) -> torch.Tensor:
         """Optimise from ``init`` for ``iterations`` loss evaluations; returns the image.
 
         ``progress(iteration, loss, parts, image)`` is called after each one. The
         image is kept in [0, 1] by clamping (Adam) or at the end (L-BFGS, whose
         curvature history clamping would disturb). Past the deadline :class:`Stop` is
-        raised (before any evaluation if it has passed already); on a plateau the run
-        ends early (see the class).
+        raised, before any evaluation if the first, ``expected`` to take that many seconds,
+        would end after it; on a plateau the run ends early (see the class).
         """
         image = init.detach().clone().float().requires_grad_(True)
         state: dict = {"evals": 0, "last": time.perf_counter(), "best": []}
-        if self.deadline is not None and state["last"] >= self.deadline:
+        if self.deadline is not None and state["last"] + expected >= self.deadline:
             raise Stop
 
         def evaluate():
@@ -334,9 +335,13 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
             continue
         if engine.deadline is not None and time.perf_counter() >= engine.deadline:
             return finish(image)  # no time left for this level's targets
+        built = time.perf_counter()
         objective = make_objective(size)
         for g in guides:
             objective = objective + g.terms(size)
+        # the level's targets cost about one evaluation (network passes at this size): the
+        # deadline's estimate of the first evaluation, before one has been timed
+        built = time.perf_counter() - built
 
         def report(i, loss, parts, img, level=level, size=size, n=n):
             nonlocal image
@@ -349,7 +354,7 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
                 cb(p)
 
         try:
-            image = engine.run(image, objective, n, report)
+            image = engine.run(image, objective, n, report, expected=built)
         except Stop:
             return finish(image)
         done += n

@@ -59,6 +59,21 @@ def test_engine_past_deadline_returns_the_start_untouched():
     assert made == []  # not even the level's targets were computed
 
 
+def test_engine_skips_an_evaluation_that_cannot_end_in_time():
+    """The targets' cost estimates the first evaluation: with 0.3 s of targets and 0.5 s
+    left, the run returns its start at once instead of ending an evaluation late."""
+    start = torch.rand(1, 3, 16, 16)
+
+    def objective(size):
+        time.sleep(0.3)
+        return pixel_objective(torch.zeros_like(start))
+
+    seen = []
+    engine = Engine(None, callbacks=[seen.append], deadline=time.perf_counter() + 0.5)
+    out = run_pyramid(engine, [(16, 16)], [50], objective, lambda size: start)
+    assert torch.equal(out, start) and seen == []
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_engine_ends_a_level_on_a_plateau(optimizer):
     torch.manual_seed(0)

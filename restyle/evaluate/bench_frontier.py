@@ -298,7 +298,8 @@ def render(result: dict) -> str:
                           for p in result["pairs"]) + ". Each pair runs in its own process, "
               "warmed up; every number is the mean over the pairs that have it. content = VGG "
               "content distance to the photo, gram = mean relative Gram distance to the "
-              "painting (`restyle evaluate --size 512`); lower is better. anytime starts from "
+              f"painting (`restyle evaluate --size {result.get('eval_size', 512)}`); lower is "
+              "better. anytime starts from "
               "the trained network where the painting is one of its styles, else from "
               "adain-lite.", "",
               f"![style distance against seconds]({result['plot']})", "",
@@ -366,8 +367,9 @@ def main(argv=None) -> int:
     out_dir = Path(ns.outputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"command": "restyle bench frontier " + " ".join(argv),
-              "machine": machine_info(), "size": ns.size, "budgets": budgets, "pairs": [],
-              "plot": Path(ns.plot).name}
+              "machine": machine_info(), "size": ns.size, "eval_size": ns.eval_size,
+              "budgets": budgets, "pairs": [],
+              "plot": ns.plot}  # as given: relative to the repository root by default
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
     for k, (c, s) in enumerate(pairs_of(ns.pairs, contents, styles)):
         content = str(data / "content" / f"{c}.jpg")
