@@ -43,7 +43,9 @@ class ProgressPrinter:
                 from tqdm import tqdm
                 self.bar = tqdm(total=p.steps, unit="it", file=sys.stderr, dynamic_ncols=True,
                                 leave=False)
-            self.bar.set_description(f"level {p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}")
+            left = "" if p.remaining is None else f", {p.remaining:.0f} s left"
+            self.bar.set_description(f"level {p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}"
+                                     f"{left}")
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in {"loss": p.loss, **p.parts}.items()
                                   if math.isfinite(v)}, refresh=False)
             self.bar.update(p.step - self.bar.n)
