@@ -96,11 +96,11 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     if get_method(method).style_kind == "name":  # styles inside a trained model
         names, weights = parse_style_names(styles, style_weights)
         return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
-            imaging.load_image(content, "content image"), [], weights, names))
+            imaging.load_image(content, "content image"), [], weights, names), [content])
     return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
         imaging.load_image(content, "content image"),
         [imaging.load_image(s, "style image") for s in styles],
-        _weights(len(styles), style_weights), style_file_names(styles)))
+        _weights(len(styles), style_weights), style_file_names(styles)), [content, styles])
 
 
 def style_file_names(styles: Sequence[ImageLike]) -> list[str]:
@@ -118,7 +118,8 @@ def style_sheet(content: ImageLike, *, model: str = "", size: int = 256, columns
     are the network method's (``strength``, ``preserve_color``, ``runtime``...)."""
     from .methods.network import default_model
     from .nets.stylenet import get_stylenet
-    out_path = imaging.check_output_path(output, overwrite) if output is not None else None
+    out_path = imaging.check_output_path(output, overwrite, [content]) \
+        if output is not None else None
     model = model or default_model()
     net = get_stylenet(model)
     photo = imaging.load_image(content, "content image")
@@ -197,19 +198,21 @@ def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture
     exemplars = _styles(exemplar)
     return _run(method, "texture", params, output, overwrite, callbacks, lambda: Inputs(
         None, [imaging.load_image(e, "exemplar image") for e in exemplars],
-        _weights(len(exemplars), exemplar_weights)))
+        _weights(len(exemplars), exemplar_weights)), [exemplars])
 
 
 def _run(method: str, task: str, params: dict, output, overwrite: bool, callbacks,
-         load: Callable[[], Inputs]) -> Image.Image:
-    """Validate everything cheap first (method, parameters, output path), then load the
+         load: Callable[[], Inputs], sources: Sequence = ()) -> Image.Image:
+    """Validate everything cheap first (method, parameters, output path: writable, and
+    none of the input files ``sources`` nor those the parameters name), then load the
     inputs, run the method and write the output atomically."""
     m = get_method(method)
     if m.task != task:
         other = f"restyle.{m.task}"  # each task has its API function of the same name
         raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
     p = make(m.Params, **params)
-    out_path = imaging.check_output_path(output, overwrite) if output is not None else None
+    out_path = imaging.check_output_path(output, overwrite, [*sources, *vars(p).values()]) \
+        if output is not None else None
     result = imaging.to_pil(m.run(load(), p, callbacks))
     if out_path is not None:
         imaging.save_image(result, out_path, overwrite=True)
@@ -225,7 +228,7 @@ def dream(image: ImageLike, *, method: str = "deepdream", output: str | os.PathL
     ``layers="relu4_3:12,87"`` for two channels. Returns a PIL RGB image.
     """
     return _run(method, "dream", params, output, overwrite, callbacks, lambda: Inputs(
-        imaging.load_image(image, "image"), [], []))
+        imaging.load_image(image, "image"), [], []), [image])
 
 
 def doodle(style: ImageLike, *, style_map: str | os.PathLike, target_map: str | os.PathLike,
@@ -246,7 +249,7 @@ def doodle(style: ImageLike, *, style_map: str | os.PathLike, target_map: str | 
     params = dict(params, style_map=os.fspath(style_map), target_map=os.fspath(target_map))
     return _run("mrf", "transfer", params, output, overwrite, callbacks, lambda: Inputs(
         imaging.load_image(content, "content image") if content is not None else None,
-        [imaging.load_image(style, "style image")], [1.0]))
+        [imaging.load_image(style, "style image")], [1.0]), [style, content])
 
 
 def analogy(a: ImageLike, b_prime: ImageLike, *, output: str | os.PathLike | None = None,
@@ -261,8 +264,8 @@ def analogy(a: ImageLike, b_prime: ImageLike, *, output: str | os.PathLike | Non
     """
     from .methods.analogy import AnalogyParams, analogy_images
     p = make(AnalogyParams, **params)
-    paths = [imaging.check_output_path(o, overwrite) if o is not None else None
-             for o in (output, b_output)]
+    paths = [imaging.check_output_path(o, overwrite, [a, b_prime, *vars(p).values()])
+             if o is not None else None for o in (output, b_output)]
     if paths[0] is not None and paths[1] is not None and paths[0].resolve() == paths[1].resolve():
         raise RestyleError("the outputs for A' and B must be different files")
     images = analogy_images(imaging.load_image(a, "image A"),

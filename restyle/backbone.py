@@ -16,11 +16,12 @@ Weight sources:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import importlib.util
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fsio
+from .runtime import check_cancelled
 from .errors import RestyleError
 
 # Number of 3x3 convolutions in each block.
@@ -76,14 +79,8 @@ class VGGWeights:
 def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict) -> None:
     from safetensors.torch import save_file
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with fsio.atomic_write(path, None) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def read_safetensors_metadata(path: str | Path, fmt: str, version: str, kind: str
@@ -213,33 +210,89 @@ def _expected_hash(name: str, sha256: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def fetch(url: str, sha256: str | None = None, timeout: float = 30.0) -> Path:
-    """Download ``url`` once into the cache and verify its checksum; return the local path."""
-    name = os.path.basename(url.split("?")[0]) or "weights.pth"
-    target = cache_dir() / "downloads" / name
-    expected = _expected_hash(name, sha256)
-    if target.is_file():
-        if expected is None or _sha256(target).startswith(expected):
-            return target
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+#: Set to 1 to let ``--weights`` download over plain http (a trusted local mirror).
+ALLOW_HTTP_ENV = "RESTYLE_ALLOW_HTTP"
+
+
+def download_path(url: str) -> Path:
+    """Where the download of ``url`` is cached: a folder per URL (its SHA-256), so two
+    URLs whose files have the same name never share an entry."""
+    name = os.path.basename(url.split("?")[0].split("#")[0]) or "weights.pth"
+    name = re.sub(r"[^\w.-]", "_", name).lstrip(".")[:100] or "weights.pth"
+    return cache_dir() / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:24] / name
+
+
+def _cached(target: Path, expected: str | None) -> bool:
+    """Whether the cached download is whole: its SHA-256 equals the one recorded when it
+    was downloaded (and the expected prefix, if any). A bad entry is removed."""
+    record = target.with_name(target.name + ".sha256")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        recorded = record.read_text().split()[0]
+        if target.is_file():
+            actual = _sha256(target)
+            if actual == recorded and (expected is None or actual.startswith(expected)):
+                return True
+    except (OSError, IndexError):
+        pass
+    for f in (target, record):
+        f.unlink(missing_ok=True)
+    return False
+
+
+def fetch(url: str, sha256: str | None = None, timeout: float = 30.0) -> Path:
+    """Download ``url`` once into the cache and verify it; return the local path.
+
+    Only https (plain http with ``RESTYLE_ALLOW_HTTP=1``). The cache is keyed by the URL;
+    the file's SHA-256 is recorded next to it and checked on every use, against
+    ``sha256`` or the prefix in a torchvision file name (``vgg16-397923af.pth``) when
+    known. A download that is cut short, does not match, or cannot be written is never
+    kept."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "http" and os.environ.get(ALLOW_HTTP_ENV) != "1":
+        raise RestyleError(f"refusing to download {url} over plain http (it could be altered "
+                           f"on the way); use an https URL, a local file, or set "
+                           f"{ALLOW_HTTP_ENV}=1 for a trusted mirror")
+    if scheme not in ("http", "https"):
+        raise RestyleError(f"cannot download {url}: only https URLs are supported")
+    target = download_path(url)
+    expected = _expected_hash(target.name, sha256)
+    if _cached(target, expected):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _download(url, target, expected, timeout)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()  # an empty entry: nothing of a failed download stays
+        raise
+    return target
+
+
+def _download(url: str, target: Path, expected: str | None, timeout: float) -> None:
+    try:
+        with fsio.atomic_write(target) as out, \
+                urllib.request.urlopen(url, timeout=timeout) as resp:
+            h, size = hashlib.sha256(), 0
+            length = resp.headers.get("Content-Length")
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
-        if expected is not None and not _sha256(Path(tmp)).startswith(expected):
-            raise RestyleError(f"checksum mismatch for {url}: the download is corrupt or not the "
-                               f"expected file (expected sha256 {expected}...)")
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
+                h.update(chunk)
+                size += len(chunk)
+            if length is not None and length.isdigit() and int(length) != size:
+                raise RestyleError(f"the download of {url} was cut short ({size} of "
+                                   f"{length} bytes); try again")
+            digest = h.hexdigest()
+            if expected is not None and not digest.startswith(expected):
+                raise RestyleError(f"checksum mismatch for {url}: the download is corrupt or "
+                                   f"not the expected file (expected sha256 {expected}...)")
+        fsio.write_text(target.with_name(target.name + ".sha256"), f"{digest}  {url}\n")
+    except fsio.WriteError as e:
+        target.unlink(missing_ok=True)
+        raise RestyleError(f"cannot store the download of {url} in the cache: {e}") from None
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", e)
         raise RestyleError(f"could not download {url} ({reason}); download it on a machine with "
                            "network access and pass the local file path instead") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
 
 
 def torchvision_vgg(path_or_url: str, sha256: str | None = None) -> VGGWeights:
@@ -259,10 +312,24 @@ def torchvision_vgg(path_or_url: str, sha256: str | None = None) -> VGGWeights:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, pickle with code, wrong format
+        _forget_download(path_or_url, path)
         raise RestyleError(f"cannot read weights from {path_or_url}: {e}") from None
     if not isinstance(state, dict):
+        _forget_download(path_or_url, path)
         raise RestyleError(f"{path_or_url} does not hold a state dict")
-    return weights_from_torchvision_state_dict(state, str(path_or_url))
+    try:
+        return weights_from_torchvision_state_dict(state, str(path_or_url))
+    except RestyleError:
+        _forget_download(path_or_url, path)
+        raise
+
+
+def _forget_download(path_or_url: str, path: Path) -> None:
+    """A downloaded file that turned out unusable leaves the cache (the next run
+    downloads it again instead of failing the same way for ever)."""
+    if re.match(r"^https?://", path_or_url):
+        for f in (path, path.with_name(path.name + ".sha256")):
+            f.unlink(missing_ok=True)
 
 
 def load_weights(spec: str | VGGWeights | None = None) -> VGGWeights:
@@ -401,6 +468,7 @@ class VGG(nn.Module):
         names = self.names[first: deepest + 1]
         relu_done = False  # the conv just run had its relu fused into it
         for i, name in enumerate(names):
+            check_cancelled()  # a cancelled studio job stops here, between layers
             kind = name[:4]
             if kind == "conv":
                 relu_done = name not in wanted and i + 1 < len(names)  # its relu comes next

@@ -23,7 +23,9 @@ list paths, and writes one output per input under ``OUT_DIR``:
   but identical file is hashed and skipped). Changing parameters reprocesses only the
   items they affect (video options: only videos); the output path stays the same and the
   file is replaced atomically. Inputs that failed are not retried while neither the file
-  nor the parameters change (``--retry-failed`` retries them). A killed run resumes: its
+  nor the parameters change (``--retry-failed`` retries them), except items that failed
+  for a transient reason (no space left, an I/O error, out of memory): those are retried
+  by every run. A killed run resumes: its
   finished items are recorded, the rest are pending, and an unfinished video continues
   from its last finished frame.
 * **Failures.** A bad input (missing, not an image, damaged, too large, too small for the
@@ -32,7 +34,7 @@ list paths, and writes one output per input under ``OUT_DIR``:
   run stops with that error instead of recording it everywhere.
 * **Outputs** are written under a temporary name and renamed (:func:`restyle.imaging.save_image`,
   the video pipeline's own work folder), so no reader sees a half-written file; temporary
-  files a killed worker leaves are removed at the end of the next run.
+  files a killed worker leaves are removed when the next run starts.
 * **Engines.** ``local``: this process, the method's models loaded once and shared by a pool
   of ``workers`` threads (default: the cores), each with ``cores / workers`` torch threads,
   at most two items per worker in flight. ``ray``: Ray Data ``map_batches`` over an actor
@@ -48,6 +50,7 @@ consistent over the whole clip, resumable frame by frame); see ``docs/batch.md``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -64,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from . import imaging
+from . import fsio, imaging
 from .errors import RestyleError
 from .video import FRAME_SUFFIXES, VIDEO_OUTPUTS, VIDEO_PARAM_NAMES, split_params, work_dir
 
@@ -384,7 +387,7 @@ class Runner:
         # stage: "input" while the input is read, "method" from then on (only failures of
         # the method can be the settings' fault; see _execute)
         result = {"key": item["key"], "status": DONE, "hash": None, "error": None,
-                  "worker": self.worker, "stage": "input"}
+                  "worker": self.worker, "stage": "input", "transient": False}
         try:
             path = Path(os.fsdecode(item["path"]))
             if item["kind"] == "other":
@@ -403,9 +406,10 @@ class Runner:
         except (KeyboardInterrupt, SystemExit):
             raise
         except MemoryError:
-            result.update(status=FAILED, error="out of memory")
+            result.update(status=FAILED, error="out of memory", transient=True)
         except Exception as e:  # a bad item is recorded; the batch goes on
-            result.update(status=FAILED, error=_one_line(e))
+            # a full disk or an I/O error is not the input's fault: retried on the next run
+            result.update(status=FAILED, error=_one_line(e), transient=fsio.is_transient(e))
         result["seconds"] = time.perf_counter() - start
         return result
 
@@ -450,7 +454,7 @@ class RayRunner:
         n = len(batch["key"])
         rows = [self.runner({k: _plain(v[i]) for k, v in batch.items()}) for i in range(n)]
         return {k: [r[k] for r in rows] for k in ("key", "status", "hash", "seconds", "error",
-                                                  "worker", "stage")}
+                                                  "worker", "stage", "transient")}
 
 
 def _plain(v):
@@ -465,7 +469,8 @@ class Manifest:
 
     def __init__(self, out_dir: Path):
         self.path = out_dir / MANIFEST
-        try:
+        self.db = None
+        with self.errors():
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -481,16 +486,29 @@ class Manifest:
                     items INTEGER, done INTEGER, skipped INTEGER, failed INTEGER,
                     seconds REAL, interrupted INTEGER);
             """)
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
+            if "transient" not in columns:  # a manifest of an earlier restyle
+                self.db.execute("ALTER TABLE items ADD COLUMN transient INTEGER DEFAULT 0")
+
+    @contextlib.contextmanager
+    def errors(self):
+        """SQLite errors (a full disk above all) as one line: the run stops, what is
+        recorded stays, and the same command continues once the cause is fixed."""
+        try:
+            yield
         except sqlite3.Error as e:
-            raise RestyleError(f"cannot use the manifest {self.path}: {e}") from None
+            hint = "; free some space and run the same command again" \
+                if "full" in str(e) else ""
+            raise RestyleError(f"cannot write the manifest {self.path}: {e}{hint}") from None
 
     def rows(self) -> dict[str, sqlite3.Row]:
         self.db.row_factory = sqlite3.Row
-        return {r["key"]: r for r in self.db.execute("SELECT * FROM items")}
+        with self.errors():
+            return {r["key"]: r for r in self.db.execute("SELECT * FROM items")}
 
     def plan(self, rows: Iterable[tuple], settings: dict[str, tuple[str, str]]) -> None:
         """Upsert (key, kind, size, mtime_ns, output) rows of pending items."""
-        with self.db:
+        with self.errors(), self.db:
             self.db.execute("BEGIN")
             for h, (kind, text) in settings.items():
                 self.db.execute("INSERT OR IGNORE INTO params VALUES (?, ?, ?)", (h, kind, text))
@@ -501,25 +519,32 @@ class Manifest:
                 "updated=excluded.updated", rows)
 
     def record(self, r: dict, item_stat: tuple[int, int], params_hash: str, output: str) -> None:
-        self.db.execute(
-            "UPDATE items SET status=?, hash=COALESCE(?, hash), params_hash=?, size=?, "
-            "mtime_ns=?, output=?, seconds=?, error=?, worker=?, attempts=attempts+1, "
-            "updated=? WHERE key=?",
-            (r["status"], r["hash"], params_hash, item_stat[0], item_stat[1], output,
-             r["seconds"], r["error"], r["worker"], time.time(), r["key"]))
+        with self.errors():
+            self.db.execute(
+                "UPDATE items SET status=?, hash=COALESCE(?, hash), params_hash=?, size=?, "
+                "mtime_ns=?, output=?, seconds=?, error=?, worker=?, attempts=attempts+1, "
+                "updated=?, transient=? WHERE key=?",
+                (r["status"], r["hash"], params_hash, item_stat[0], item_stat[1], output,
+                 r["seconds"], r["error"], r["worker"], time.time(),
+                 int(bool(r.get("transient"))), r["key"]))
 
     def start_run(self, engine: str, items: int) -> int:
-        cur = self.db.execute("INSERT INTO runs (started, engine, items) VALUES (?, ?, ?)",
-                              (time.time(), engine, items))
+        with self.errors():
+            cur = self.db.execute("INSERT INTO runs (started, engine, items) VALUES (?, ?, ?)",
+                                  (time.time(), engine, items))
         return cur.lastrowid
 
     def end_run(self, run: int, s: "BatchSummary") -> None:
-        self.db.execute("UPDATE runs SET finished=?, done=?, skipped=?, failed=?, seconds=?, "
-                        "interrupted=? WHERE id=?", (time.time(), s.done, s.skipped, s.failed,
-                                                     s.seconds, int(s.interrupted), run))
+        with self.errors():
+            self.db.execute("UPDATE runs SET finished=?, done=?, skipped=?, failed=?, "
+                            "seconds=?, interrupted=? WHERE id=?",
+                            (time.time(), s.done, s.skipped, s.failed, s.seconds,
+                             int(s.interrupted), run))
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -598,7 +623,8 @@ def _plan(items: list[Item], job: Job, out_dir: Path, manifest: Manifest, retry_
             expect = row["hash"]  # changed stat: hash it, skip if the content is the same
         else:
             expect = None
-        if same and same_file and row["status"] == FAILED and not retry_failed:
+        if same and same_file and row["status"] == FAILED and not retry_failed \
+                and not row["transient"]:  # a full disk, say: tried again without asking
             summary.failed_before += 1
             continue
         todo.append(_Pending(item, stat, rel, ph, expect, previous))
@@ -635,12 +661,74 @@ def _ray_init(address: str | None) -> None:
     except Exception as e:  # Ray raises bare Exceptions when its processes do not start
         raise RestyleError(f"cannot start a local Ray: {_one_line(e)} (logs in "
                            "/tmp/ray/session_latest/logs)") from None
+    if address is None:
+        _reap_with_driver()
+
+
+#: The watchdog of :func:`_reap_with_driver`: it waits for end-of-file on its standard input
+#: (the driver holds the other end, so that comes when the driver ends, however it ends),
+#: then kills the listed processes that are still the same processes (same start time).
+_REAPER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+procs = [tuple(map(int, a.split(":"))) for a in sys.argv[1:]]
+sys.stdin.buffer.read()
+for pid, start in procs:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            same = int(f.read().rsplit(")", 1)[1].split()[19]) == start
+        if same:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        pass
+"""
+_reaper = None
+
+
+def _reap_with_driver() -> None:
+    """Make the local Ray's processes end with this process, also when it is killed
+    (``kill -9``): Ray ends the GCS and the raylet then, but the agents the raylet started
+    (DashboardAgent, RuntimeEnvAgent) would live on. A small watchdog process in its own
+    session kills them (and anything else of the local Ray that is left) once this process
+    is gone. Linux only (it reads /proc); elsewhere nothing is done."""
+    global _reaper
+    import subprocess
+
+    def descendants(root: int) -> list[str]:
+        children: dict[int, list[tuple[int, int]]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                children.setdefault(int(fields[1]), []).append((int(d), int(fields[19])))
+        found, todo = [], [root]
+        while todo:
+            for pid, start in children.get(todo.pop(), []):
+                found.append(f"{pid}:{start}")
+                todo.append(pid)
+        return found
+
+    if _reaper is not None or not os.path.isdir("/proc"):
+        return
+    try:
+        procs = descendants(os.getpid())
+        _reaper = subprocess.Popen([sys.executable, "-c", _REAPER, *procs],
+                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        _reaper = None  # no watchdog: Ray's own clean-up still runs on a normal exit
 
 
 def _lock(out_dir: Path):
     """Hold ``OUT_DIR/.restyle-batch.lock``: one run at a time writes a folder."""
     import fcntl
-    f = open(out_dir / ".restyle-batch.lock", "w")
+    try:
+        f = open(out_dir / ".restyle-batch.lock", "a")
+    except OSError as e:
+        raise RestyleError(f"cannot lock {out_dir}: {e.strerror or e}") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -651,14 +739,9 @@ def _lock(out_dir: Path):
 
 
 def _cleanup_temporaries(out_dir: Path) -> None:
-    """Remove the temporary files (``.NAME.*.tmp``) that a killed worker can leave."""
-    for root, _dirs, files in os.walk(out_dir):
-        for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
-                try:
-                    os.unlink(os.path.join(root, name))
-                except OSError:
-                    pass
+    """Remove the temporary files that a killed worker can leave (the folder's lock is
+    held: no other run writes here)."""
+    fsio.clean_stale_temps(out_dir, recursive=True, any_process=True)
 
 
 def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
@@ -690,8 +773,6 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if out_dir.exists() and not out_dir.is_dir():
         raise RestyleError(f"the output {out_dir} is a file; give a folder")
     items = collect(specs, out_dir)
-    if engine == "ray":
-        _ray_init(address)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -700,11 +781,18 @@ def run_batch(inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     if not os.access(out_dir, os.W_OK):
         raise RestyleError(f"the output folder {out_dir} is not writable")
     out_dir = Path(os.path.abspath(out_dir))
-    lock = _lock(out_dir)
-    manifest = Manifest(out_dir)
+    lock = _lock(out_dir)  # before Ray: a second run into the folder starts nothing
+    try:
+        if engine == "ray":
+            _ray_init(address)
+        manifest = Manifest(out_dir)
+    except BaseException:
+        lock.close()
+        raise
     summary = BatchSummary(out_dir, manifest.path, len(items), engine=engine)
     start = time.perf_counter()
     try:
+        _cleanup_temporaries(out_dir)  # what a killed run left
         todo = _plan(items, job, out_dir, manifest, retry_failed, summary)
         summary.pending = len(todo)
         if progress is not None:
@@ -884,7 +972,9 @@ def main(argv: Sequence[str]) -> int:
                         help="parallel workers (default: one per core; Ray: one actor per "
                              "CPU of the cluster)")
     parser.add_argument("--retry-failed", action="store_true",
-                        help="also retry items that failed before and have not changed")
+                        help="also retry items that failed before and have not changed "
+                             "(items that failed for lack of space, an I/O error or memory "
+                             "are retried anyway)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_arguments(parser, VideoParams)
     add_arguments(parser, method.Params)

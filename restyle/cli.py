@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, imaging
+from . import __version__, fsio, imaging
 from .errors import RestyleError
 from .methods import all_methods, get_method, get_transfer_method
 from .optimize import Progress
@@ -117,8 +117,10 @@ def _run_with_progress(fn, ns, out: Path | None, record: dict) -> None:
     """Run ``fn(callbacks, out)`` (an API call that writes ``out`` and returns the image),
     then report: the PNG on standard output when ``out`` is None, else a 'wrote' line or,
     with --json, ``record`` completed with the output, its size and the seconds."""
-    printer = ProgressPrinter(ns.quiet, ns.snapshot_every,
-                              out.with_name(out.stem + "_snapshots") if ns.snapshot_every else None)
+    snapshots = out.with_name(out.stem + "_snapshots") if ns.snapshot_every else None
+    if snapshots is not None:
+        fsio.check_name(snapshots)  # its folder's name must fit too, before the work
+    printer = ProgressPrinter(ns.quiet, ns.snapshot_every, snapshots)
     start = time.perf_counter()
     try:
         image = fn([printer], out)
@@ -220,6 +222,8 @@ def _transfer_folder(folder: Path, ns, run, record: dict) -> int:
                            f"{', '.join(sorted(imaging.READ_SUFFIXES))})")
     targets = [out_dir / (p.name if p.suffix.lower() in imaging.SAVE_FORMATS else p.stem + ".png")
                for p in photos]
+    for target in targets:  # a folder onto itself: --overwrite must not replace the photos
+        imaging.refuse_input_overwrite(target, [photos, record.get("styles") or []])
     existing = [t for t in targets if t.exists()]
     if existing and not ns.overwrite:
         raise RestyleError(f"{len(existing)} of the outputs already exist in {out_dir} (e.g. "

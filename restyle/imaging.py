@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import fsio
 from .errors import RestyleError
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -111,27 +111,30 @@ def load_image(src: ImageLike, what: str = "image") -> Image.Image:
 
 
 def _decode(source: Path | io.BytesIO, what: str, label: str) -> Image.Image:
-    """Decode a file or in-memory image with the size limit and one-line errors."""
-    previous = Image.MAX_IMAGE_PIXELS
+    """Decode a file or in-memory image with the size limit and one-line errors.
+
+    The limit is checked per call on the size in the header, before decoding; Pillow's
+    process-wide ``Image.MAX_IMAGE_PIXELS`` is left alone (other threads rely on it)."""
+    too_large = RestyleError(f"{what} {label} is too large to decode safely "
+                             f"(more than {MAX_PIXELS // 1_000_000} megapixels)")
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise RestyleError(f"{what} {label} is too large to decode safely "
-                           f"(more than {MAX_PIXELS // 1_000_000} megapixels)") from None
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise too_large
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except Image.DecompressionBombError:
+        raise too_large from None
     except UnidentifiedImageError:
         raise RestyleError(f"{what} {label} is not an image file restyle can read") from None
     except PermissionError:
         raise RestyleError(f"{what} {label} cannot be read: permission denied") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise RestyleError(f"{what} {label} is damaged or truncated ({e})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
@@ -191,9 +194,22 @@ def resize_tensor(t: torch.Tensor, size: tuple[int, int], wrap: bool = False) ->
 
 # ----------------------------------------------------------------------------- saving
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate an output path before any work is done; returns it as a Path."""
-    p = Path(path)
+def check_output_path(path: str | os.PathLike, overwrite: bool = False,
+                      inputs: Sequence = ()) -> Path:
+    """Validate an output path before any work is done; returns it as a Path.
+
+    Besides the folder and the extension this checks that the file can really be
+    written (:func:`restyle.fsio.check_writable`: name length, a temporary file in the
+    folder) and that it is none of ``inputs`` (the command's input files, which
+    ``--overwrite`` must never replace)."""
+    p = _checked_output(path, overwrite)
+    refuse_input_overwrite(p, inputs)
+    fsio.check_writable(p)
+    return p
+
+
+def _checked_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    p = fsio.check_name(path)
     if p.suffix.lower() not in SAVE_FORMATS:
         raise RestyleError(f"cannot write {p}: unknown image extension "
                            f"(use one of {', '.join(sorted(SAVE_FORMATS))})")
@@ -208,6 +224,36 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if not os.access(p.parent, os.W_OK):
         raise RestyleError(f"cannot write {p}: folder {p.parent} is not writable")
     return p
+
+
+def input_paths(values: Iterable) -> list[str]:
+    """The file paths among ``values`` (paths, images, lists of them, comma-separated
+    path lists such as mask parameters): what an output must not replace."""
+    out: list[str] = []
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            out += input_paths(v)
+        elif isinstance(v, os.PathLike):
+            out.append(os.fspath(v))
+        elif isinstance(v, str) and v:
+            out += [s.strip() for s in v.split(",") if s.strip()]
+    return out
+
+
+def refuse_input_overwrite(output: str | os.PathLike, inputs: Iterable) -> None:
+    """A one-line RestyleError when ``output`` is (the same file as) one of ``inputs``:
+    no command replaces what the user gave it to read, ``--overwrite`` or not."""
+    out = Path(output)
+    if not out.exists():
+        return  # a file that does not exist yet is nobody's input
+    for src in input_paths(inputs):
+        try:
+            same = os.path.samefile(out, src)
+        except (OSError, ValueError):
+            continue
+        if same:
+            raise RestyleError(f"the output {out} would replace the input {src}; choose "
+                               "another output name")
 
 
 def _encode(img: Image.Image | torch.Tensor, f, fmt: str) -> None:
@@ -225,21 +271,15 @@ def image_bytes(img: Image.Image | torch.Tensor, fmt: str = "PNG") -> bytes:
 
 def save_image(img: Image.Image | torch.Tensor, path: str | os.PathLike,
                overwrite: bool = True) -> Path:
-    """Write an image atomically: a temporary file in the same folder, then a rename.
-
-    A reader never sees a half-written file, and an interrupted save leaves none.
-    """
-    p = check_output_path(path, overwrite=overwrite)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix + ".tmp")
+    """Write an image atomically (:func:`restyle.fsio.atomic_write`: a temporary file in
+    the same folder, synced, then renamed). A reader never sees a half-written file, and
+    an interrupted save leaves none."""
+    p = _checked_output(path, overwrite)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with fsio.atomic_write(p) as f:
             _encode(img, f, SAVE_FORMATS[p.suffix.lower()])
-        os.replace(tmp, p)
-    except OSError as e:
-        raise RestyleError(f"cannot write {p}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except OSError as e:  # the encoder's own writes (a full disk, an I/O error)
+        raise fsio.write_error(p, e) from None
     return p
 
 

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
+from . import runtime
 from .backbone import VGG
 from .imaging import resize_tensor
 
@@ -118,9 +119,9 @@ class Progress:
     remaining: float | None = None  # seconds to the run's deadline, if it has one
 
 
-class Stop(Exception):
-    """Raised by a callback to end the optimization early, keeping the current image
-    (the :class:`Engine` raises it too when its deadline comes)."""
+# raised by a callback to end the optimization early, keeping the image (the Engine raises it
+# too when its deadline comes)
+Stop = runtime.Stop
 
 
 Callback = Callable[[Progress], None]
@@ -220,6 +221,7 @@ class Engine:
             raise Stop
 
         def evaluate():
+            runtime.check_cancelled()
             total, parts = self.loss(image, objective)
             total.backward()
             loss = float(total.detach())

@@ -25,14 +25,17 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def param(default: Any, help: str, choices: typing.Sequence | None = None,
           min: float | None = None, max: float | None = None, metavar: str | None = None,
-          aliases: typing.Sequence[str] = ()):
+          aliases: typing.Sequence[str] = (), check: typing.Callable | None = None):
     """A dataclass field with the metadata the CLI and docs are generated from.
 
     ``aliases`` are other names accepted for it, as flags and as keyword arguments
-    (e.g. the papers' ``alpha`` for ``strength``)."""
+    (e.g. the papers' ``alpha`` for ``strength``). ``check(value)`` is the field's own
+    parser, run by :func:`validate` (so when parameters are given, not when they are
+    used): it raises RestyleError for a value it cannot use."""
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": tuple(choices) if choices else None,
-        "min": min, "max": max, "metavar": metavar, "aliases": tuple(aliases) or None})
+        "min": min, "max": max, "metavar": metavar, "aliases": tuple(aliases) or None,
+        "check": check})
 
 
 def resolve_aliases(cls, kwargs: dict) -> dict:
@@ -58,7 +61,7 @@ def describe(cls) -> list[dict]:
     for f in dataclasses.fields(cls):
         t = _type_of(cls, f)
         out.append({"name": f.name, "type": getattr(t, "__name__", str(t)), "default": f.default,
-                    **{k: v for k, v in f.metadata.items() if v is not None}})
+                    **{k: v for k, v in f.metadata.items() if v is not None and k != "check"}})
     return out
 
 
@@ -73,10 +76,10 @@ def validate(p) -> None:
         if t in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RestyleError(f"{flag} must be a number, not {value!r}")
+            if value != value or value in (float("inf"), float("-inf")):  # before int(): NaN
+                raise RestyleError(f"{flag} must be a finite number, not {value!r}")
             if t is int and int(value) != value:
                 raise RestyleError(f"{flag} must be a whole number, not {value!r}")
-            if value != value or value in (float("inf"), float("-inf")):
-                raise RestyleError(f"{flag} must be a finite number, not {value!r}")
         m = f.metadata
         if m.get("choices") and value not in m["choices"]:
             raise RestyleError(f"{flag} must be one of {', '.join(map(str, m['choices']))}, "
@@ -85,6 +88,8 @@ def validate(p) -> None:
             raise RestyleError(f"{flag} must be at least {m['min']}, not {value}")
         if m.get("max") is not None and value > m["max"]:
             raise RestyleError(f"{flag} must be at most {m['max']}, not {value}")
+        if m.get("check") is not None:
+            m["check"](value)  # the field's own parser (e.g. a WxH size): RestyleError
 
 
 def make(cls, **overrides):

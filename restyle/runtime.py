@@ -22,9 +22,12 @@ The command line (``restyle ...``), the studio, batch workers and benchmark work
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
+import threading
+from typing import Callable
 
 from .errors import RestyleError
 
@@ -87,3 +90,33 @@ def wanted(setting: str, ram: int | None) -> bool:
     if setting == "auto":
         return ram is not None and ram >= AUTO_MIN_RAM
     return setting == "keep"
+
+
+# ----------------------------------------------------------------------------- cancellation
+
+class Stop(Exception):
+    """Raised by a progress callback (or by :func:`check_cancelled`) to end the work early;
+    an optimization keeps its current image (``restyle.optimize.Stop`` is this class)."""
+
+
+_cancel = threading.local()
+
+
+@contextlib.contextmanager
+def cancel_when(flag: Callable[[], bool]):
+    """In this thread, inside the block, :func:`check_cancelled` raises :class:`Stop` once
+    ``flag()`` is true. The studio wraps each job in it, so that a cancel reaches work that
+    reports no progress between its steps: every VGG layer, every tile of a tiled pass and
+    every loss evaluation checks it (a thread-local lookup: nothing measurable)."""
+    previous = getattr(_cancel, "flag", None)
+    _cancel.flag = flag
+    try:
+        yield
+    finally:
+        _cancel.flag = previous
+
+
+def check_cancelled() -> None:
+    flag = getattr(_cancel, "flag", None)
+    if flag is not None and flag():
+        raise Stop()

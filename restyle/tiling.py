@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import RestyleError
+from .runtime import check_cancelled
 
 
 def axis_spans(n: int, tile: int, overlap: int, align: int = 16) -> list[tuple[int, int]]:
@@ -127,7 +128,9 @@ class Grid:
         return len(self.tiles)
 
     def __iter__(self) -> Iterator[Tile]:
-        return iter(self.tiles)
+        for tile in self.tiles:
+            check_cancelled()  # a cancelled studio job stops between tiles
+            yield tile
 
 
 class Moments:

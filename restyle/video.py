@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import imaging
+from . import fsio, imaging
 from .errors import RestyleError
 from .optimize import Guide, Objective, Progress
 from .params import make, param, validate
@@ -475,7 +475,7 @@ def _is_frame_folder(path: Path) -> bool:
 
 def check_video_output(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate an output path (video, GIF or frame folder) before any work is done."""
-    p = Path(path)
+    p = fsio.check_name(path)
     output_kind(p)
     parent = p.parent
     if not parent.exists():
@@ -495,6 +495,8 @@ def check_video_output(path: str | os.PathLike, overwrite: bool = False) -> Path
                                "a folder of its own frame_NNNNNN.png files")
         if not p.is_dir() and output_kind(p) == "folder":
             raise RestyleError(f"cannot write frames into {p}: it is a file")
+    fsio.check_writable(p)  # the output's own name, and its work folder's, must fit
+    fsio.check_writable(work_dir(p), clean=False)
     return p
 
 
@@ -512,9 +514,7 @@ def _frames_done(frames: Path) -> int:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    fsio.write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _frame_files(frames: Path, count: int) -> Iterator[np.ndarray]:
@@ -683,9 +683,8 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
     kind = output_kind(out)
     _av(), _cv2()
     src = probe(source, vp.fps)
-    if src.kind == "file" and out.resolve() == src.path.resolve():
-        raise RestyleError(f"the output {out} would replace the input; choose another name")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    imaging.refuse_input_overwrite(out, [src.path, style_list])
     if not style_list:
         raise RestyleError("give at least one style")
     if m.style_kind == "name":
@@ -746,15 +745,16 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
             shutil.rmtree(out)
         os.replace(frames_dir, out)
     else:
-        tmp = work / ("output.partial" + out.suffix.lower())
-        try:
-            audio_note = encode(frames_dir, count, tmp, fps, src, duration)
-        except _av_errors():
-            if not src.audio:
-                raise
-            # the container refused the copied audio stream: encode it afresh instead
-            audio_note = encode(frames_dir, count, tmp, fps, src, duration, reencode_audio=True)
-        os.replace(tmp, out)
+        with fsio.atomic_write(out, None, suffix=out.suffix.lower()) as tmp:
+            try:
+                audio_note = encode(frames_dir, count, tmp, fps, src, duration)
+            except _av_errors():
+                if not src.audio:
+                    raise
+                # the container refused the copied audio stream: encode it afresh instead
+                tmp.unlink(missing_ok=True)
+                audio_note = encode(frames_dir, count, tmp, fps, src, duration,
+                                    reencode_audio=True)
     shutil.rmtree(work, ignore_errors=True)
     if audio_note is None:
         if src.audio and kind == "video":

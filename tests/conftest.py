@@ -49,6 +49,26 @@ def stripes(size=64, period=8, horizontal=False) -> np.ndarray:
     return arr
 
 
+def seam_step(img) -> float:
+    """The step across an image's wrap-around border against the steps beside it.
+
+    Per axis: the mean absolute difference between the last and the first row (column),
+    over the median of those across the two borders on either side of it inside the
+    image; the two axes summed. An image that tiles continues across the wrap-around
+    border as it does anywhere else, so the step there is like its neighbours' (~1, also
+    where a mortar line of a brick texture runs along the border and every step near it
+    is large); an image that does not tile jumps there (64 px crops of a brick wall:
+    mostly 2-7). One border per axis is one sample: keep the bound at 2, not near 1.
+    """
+    a = np.asarray(img, float)
+    seam = beside = 0.0
+    for b in (a, np.swapaxes(a, 0, 1)):
+        step = np.abs(np.roll(b, -1, 0) - b).reshape(len(b), -1).mean(1)  # [-1]: the wrap
+        seam += step[-1]
+        beside += np.median(np.r_[step[-3:-1], step[:2]])
+    return seam / beside
+
+
 @pytest.fixture(scope="session")
 def photo_dir(tmp_path_factory):
     """Six small photos from scikit-image (no shared data needed)."""

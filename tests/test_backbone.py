@@ -132,7 +132,8 @@ def test_loader_rejects_wrong_shapes_and_files(tmp_path):
 
 
 @pytest.fixture
-def http_server(tmp_path):
+def http_server(tmp_path, monkeypatch):
+    monkeypatch.setenv(backbone.ALLOW_HTTP_ENV, "1")  # a local test server speaks plain http
     handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -148,19 +149,83 @@ def test_download_caches_and_checks_sha256(tmp_path, monkeypatch, http_server):
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     named = tmp_path / f"vgg16-{digest[:8]}.pth"  # torchvision's naming: hash prefix in the name
     named.write_bytes(path.read_bytes())
-    w = backbone.torchvision_vgg(f"{http_server}/{named.name}")
+    url = f"{http_server}/{named.name}"
+    w = backbone.torchvision_vgg(url)
     assert w.arch == "vgg16"
-    cached = tmp_path / "cache" / "downloads" / named.name
-    assert cached.is_file()
+    cached = backbone.download_path(url)
+    assert cached.is_file() and cached.name == named.name
+    assert cached.with_name(cached.name + ".sha256").read_text().split()[0] == digest
     named.unlink()  # served file gone: the cache answers
-    assert backbone.torchvision_vgg(f"{http_server}/{named.name}").arch == "vgg16"
+    assert backbone.torchvision_vgg(url).arch == "vgg16"
     with pytest.raises(RestyleError, match="checksum mismatch"):
         backbone.fetch(f"{http_server}/w.pth", sha256="0" * 64)
-    assert not (tmp_path / "cache" / "downloads" / "w.pth").exists()
+    assert not backbone.download_path(f"{http_server}/w.pth").exists()
+    assert not [p for p in (tmp_path / "cache").rglob("*") if ".tmp" in p.name]
+
+
+def test_download_cache_is_keyed_by_url_and_verified(tmp_path, monkeypatch, http_server):
+    """Two URLs whose files have the same name get their own entries; a cached file that
+    changed on disk (a torn or tampered copy) is downloaded again, not used."""
+    monkeypatch.setenv("RESTYLE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    torch.save(make_state_dict("vgg16"), tmp_path / "a" / "weights.pth")
+    torch.save(make_state_dict("vgg19"), tmp_path / "b" / "weights.pth")
+    assert backbone.torchvision_vgg(f"{http_server}/a/weights.pth").arch == "vgg16"
+    assert backbone.torchvision_vgg(f"{http_server}/b/weights.pth").arch == "vgg19"
+    cached = backbone.download_path(f"{http_server}/a/weights.pth")
+    cached.write_bytes(cached.read_bytes()[:1000])  # the cached copy is damaged
+    assert backbone.torchvision_vgg(f"{http_server}/a/weights.pth").arch == "vgg16"
+    assert cached.stat().st_size == (tmp_path / "a" / "weights.pth").stat().st_size
+
+
+def test_download_refuses_plain_http_and_never_keeps_bad_files(tmp_path, monkeypatch,
+                                                               http_server):
+    monkeypatch.setenv("RESTYLE_CACHE", str(tmp_path / "cache"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not weights at all")
+    url = f"{http_server}/junk.pth"
+    with pytest.raises(RestyleError, match="cannot read weights"):
+        backbone.torchvision_vgg(url)
+    assert not backbone.download_path(url).exists()  # not kept: the next run downloads again
+    monkeypatch.delenv(backbone.ALLOW_HTTP_ENV)
+    with pytest.raises(RestyleError, match="refusing to download .* over plain http") as e:
+        backbone.torchvision_vgg(url)
+    assert "\n" not in str(e.value)
+    with pytest.raises(RestyleError, match="only https"):
+        backbone.fetch("ftp://example.org/w.pth")
+
+
+def test_download_cut_short_is_not_kept(tmp_path, monkeypatch):
+    """A server that closes the connection early: the partial file is not cached."""
+    monkeypatch.setenv("RESTYLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(backbone.ALLOW_HTTP_ENV, "1")
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/vgg16.pth"
+    try:
+        with pytest.raises(RestyleError, match="download"):
+            backbone.fetch(url, timeout=5)
+    finally:
+        server.shutdown()
+    folder = backbone.download_path(url).parent
+    assert not folder.exists() or not list(folder.iterdir())
 
 
 def test_download_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("RESTYLE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(backbone.ALLOW_HTTP_ENV, "1")
     import socket
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -362,6 +363,91 @@ def test_api_batch(tree, model, tmp_path):
                           sizes=32)
 
 
+def test_full_disk_items_retry_by_default_bad_inputs_do_not(tree, model, tmp_path, capsys,
+                                                            monkeypatch):
+    """Outputs that could not be written for lack of space fail this run and are retried by
+    the next one without --retry-failed; bad inputs stay failed."""
+    import errno
+
+    from restyle import batch, fsio
+    root, good = tree
+    out = tmp_path / "out"
+    real_save = batch.imaging.save_image
+    full = {expected_output(root, out, good[i]) for i in (1, 5, 9)}
+
+    def save(img, path, overwrite=True):
+        if Path(path) in full:
+            raise fsio.write_error(path, OSError(errno.ENOSPC, "No space left on device"))
+        return real_save(img, path, overwrite)
+
+    monkeypatch.setattr(batch.imaging, "save_image", save)
+    code, stdout, err = run_cli(batch_args(root, out, model), capsys)
+    assert code == 1 and f"done {GOOD - 3}, skipped 0, failed 6" in stdout, stdout + err
+    assert err.count("No space left on device") == 3 and "Traceback" not in err
+    assert not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(batch.imaging, "save_image", real_save)  # space freed
+    code, stdout, err = run_cli(batch_args(root, out, model), capsys)
+    assert code == 0 and f"done 3, skipped {GOOD - 3}, failed 0 (3 failed earlier" in stdout
+    check_complete(root, out, good)
+
+
+class _FullDisk:
+    """A SQLite connection whose item updates fail as on a full disk."""
+
+    def __init__(self, db):
+        self._db = db
+
+    def execute(self, sql, *args):
+        if sql.startswith("UPDATE items"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def __enter__(self):
+        return self._db.__enter__()
+
+    def __exit__(self, *exc):
+        return self._db.__exit__(*exc)
+
+
+def test_manifest_on_a_full_disk_is_one_line(tree, model, tmp_path, capsys, monkeypatch):
+    from restyle import batch
+    root, _ = tree
+    real_init = batch.Manifest.__init__
+
+    def init(self, out_dir):
+        real_init(self, out_dir)
+        self.db = _FullDisk(self.db)
+
+    monkeypatch.setattr(batch.Manifest, "__init__", init)
+    code, _, err = run_cli(batch_args(root, tmp_path / "out", model), capsys)
+    assert code == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "database or disk is full" in lines[0]
+    assert "run the same command again" in lines[0]
+
+
+def test_folder_lock_is_checked_before_ray_starts(tree, model, tmp_path, monkeypatch):
+    import fcntl
+
+    from restyle import batch
+    root, _ = tree
+    out = tmp_path / "out"
+    out.mkdir()
+    held = open(out / ".restyle-batch.lock", "w")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    started = []
+    monkeypatch.setattr(batch, "_ray_init", lambda address: started.append(address))
+    try:
+        with pytest.raises(RestyleError, match="another restyle batch"):
+            run_batch(root, out, "a", method="network", model=str(model), engine="ray")
+    finally:
+        held.close()
+    assert started == []
+
+
 # ----------------------------------------------------------------------------- Ray engine
 
 def descendants(pid: int) -> set[int]:
@@ -422,3 +508,41 @@ def test_ray_exactly_once_with_an_actor_killed(ray_session, model, tmp_path):
     again = run_batch(root, out, "a", method="network", model=str(model), size=32,
                       engine="ray", workers=2)
     assert (again.done, again.skipped, again.failed_before) == (0, GOOD, 3)
+
+
+def test_local_ray_processes_end_with_a_killed_driver(tmp_path):
+    """kill -9 of the driver: Ray's agents (which Ray itself leaves running) are ended by
+    the watchdog, so nothing of the local Ray survives."""
+    pytest.importorskip("ray")
+    script = tmp_path / "driver.py"
+    script.write_text(f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\n"
+                      "from restyle.batch import _ray_init\n_ray_init(None)\n"
+                      "print('ready', flush=True)\ntime.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        ray_procs = descendants(proc.pid) - {proc.pid}
+        names = {Path(f"/proc/{p}/cmdline").read_bytes()[:40] for p in ray_procs
+                 if Path(f"/proc/{p}/cmdline").exists()}
+        assert any(b"DashboardAgent" in n or b"RuntimeEnvAgent" in n for n in names), names
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = {p for p in ray_procs if Path(f"/proc/{p}").exists()
+                 and "zombie" not in Path(f"/proc/{p}/status").read_text().lower()}
+        if not alive:
+            break
+        time.sleep(0.5)
+    assert not alive, [Path(f"/proc/{p}/cmdline").read_bytes()[:60] for p in alive]
+
+
+def test_batch_onto_its_own_input_folder_touches_nothing(tree, model, capsys):
+    root, good = tree
+    before = {p: p.read_bytes() for p in good}
+    code, _, err = run_cli(batch_args(root, root, model), capsys)
+    assert code == 2 and "no images or videos found" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in good} == before

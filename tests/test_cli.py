@@ -171,3 +171,123 @@ def test_allocator_setting_follows_the_machine_and_rejects_bad_values():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == ("restyle: error: RESTYLE_MALLOC must be auto, keep or "
                                    "system, not 'fast'")
+
+
+# ----------------------------------------------------------------------------- audit (#23)
+
+def _one_line_error(code, err, pattern):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("restyle: error:"), err
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", ["transfer", "texture", "dream", "doodle", "analogy",
+                                     "style"])
+def test_overwrite_never_replaces_an_input(command, photo, style_file, tmp_path, capsys):
+    """-o INPUT --overwrite is refused before any work, for every command and for each
+    kind of input (content, style, exemplar, maps)."""
+    before = photo.read_bytes(), style_file.read_bytes()
+    if command == "transfer":
+        args = ["transfer", photo, style_file, "-o", photo, *FAST]
+    elif command == "style":  # the output is the style image
+        args = ["transfer", photo, style_file, "-o", style_file, *FAST]
+    elif command == "texture":
+        args = ["texture", style_file, "-o", style_file, "--size", "32x32", "-q"]
+    elif command == "dream":
+        args = ["dream", photo, "-o", photo, "--size", "32", "-q"]
+    elif command == "doodle":
+        args = ["doodle", style_file, "--style-map", style_file, "--target-map", photo,
+                "-o", photo, "--size", "32", "-q"]
+    else:
+        args = ["analogy", photo, style_file, "-o", tmp_path / "a.png", "--also-b", style_file,
+                "--size", "48", "-q"]
+    code, _, err = run_cli([*args, "--overwrite"], capsys)
+    _one_line_error(code, err, "would replace the input")
+    assert (photo.read_bytes(), style_file.read_bytes()) == before
+
+
+def test_folder_onto_itself_is_refused(photo, style_file, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(photo.read_bytes())
+    before = (folder / "a.png").read_bytes()
+    code, _, err = run_cli(["transfer", folder, style_file, "-o", folder, "--overwrite", *FAST],
+                           capsys)
+    _one_line_error(code, err, "would replace the input")
+    assert (folder / "a.png").read_bytes() == before
+
+
+def test_output_a_link_to_the_input_is_refused(photo, style_file, tmp_path, capsys):
+    link = tmp_path / "link.png"
+    link.symlink_to(photo)
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", link, "--overwrite", *FAST],
+                           capsys)
+    _one_line_error(code, err, "would replace the input")
+
+
+@pytest.mark.parametrize("case", ["long_name", "special", "unwritable_temp"])
+def test_output_that_cannot_be_written_fails_before_the_work(case, photo, style_file, tmp_path,
+                                                             capsys, monkeypatch):
+    """The output's temporary file is tried before the method runs: a name the file system
+    refuses, a folder nothing can be created in (/proc), a failing create: one line, exit 2,
+    and the method never ran."""
+    from restyle import fsio
+    from restyle.methods.gatys import Gatys
+    ran = []
+    monkeypatch.setattr(Gatys, "run", lambda *a, **k: ran.append(1))
+    if case == "long_name":
+        out = tmp_path / ("x" * 260 + ".png")
+        pattern = "too long"
+    elif case == "special":
+        out = "/proc/restyle-out.png"
+        pattern = "cannot write /proc/restyle-out.png"
+    else:
+        out = tmp_path / "out.png"
+        real_open = fsio.os.open
+
+        def no_space(path, *a, **k):
+            if ".tmp" in str(path):
+                raise OSError(28, "No space left on device")
+            return real_open(path, *a, **k)
+        monkeypatch.setattr(fsio.os, "open", no_space)
+        pattern = "No space left on device"
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", out, *FAST], capsys)
+    _one_line_error(code, err, pattern)
+    assert not ran
+
+
+def test_output_name_of_245_characters_works(photo, style_file, tmp_path, capsys):
+    """A long name that fits the file system is written (its temporary name is shortened)."""
+    out = tmp_path / ("y" * 241 + ".png")
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", out, *FAST], capsys)
+    assert code == 0, err
+    assert Image.open(out).size == (48, 48)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_stale_temporary_of_a_killed_save_is_removed(photo, style_file, tmp_path, capsys):
+    """kill -9 during a save leaves a hidden temporary file; the next run writing into that
+    folder removes it (its process is gone), and leaves other hidden files alone."""
+    from restyle import fsio
+    out = tmp_path / "out.png"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".out.png.{dead}-0123abcd.tmp"
+    stale.write_bytes(b"half a png")
+    mine = fsio.temp_name(out)  # this (live) process's: left alone
+    mine.write_bytes(b"in progress")
+    other = tmp_path / ".hidden.tmp"  # not restyle's naming
+    other.write_bytes(b"someone else's")
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", out, *FAST], capsys)
+    assert code == 0, err
+    assert not stale.exists() and mine.exists() and other.exists()
+
+
+def test_snapshot_folder_name_too_long_fails_before_the_work(photo, style_file, tmp_path,
+                                                             capsys):
+    out = tmp_path / ("z" * 248 + ".png")  # fits; its NAME_snapshots folder would not
+    code, _, err = run_cli(["transfer", photo, style_file, "-o", out, "--snapshot-every", "1",
+                            *FAST], capsys)
+    _one_line_error(code, err, "too long")
+    assert not out.exists()

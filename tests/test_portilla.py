@@ -12,6 +12,8 @@ from restyle import imaging
 from restyle.cli import main
 from restyle.errors import RestyleError
 
+from .conftest import seam_step
+
 METHOD = "portilla-simoncelli"
 
 
@@ -45,13 +47,6 @@ def grey_ps_distance(img, target, n_scales=3) -> float:
         return float(loss(model_a(a), model_b(b)))
 
 
-def seam_ratio(img: Image.Image) -> float:
-    a = np.asarray(img, float)
-    seam = np.abs(a[:, 0] - a[:, -1]).mean() + np.abs(a[0] - a[-1]).mean()
-    inner = np.abs(a[:, 1:] - a[:, :-1]).mean() + np.abs(a[1:] - a[:-1]).mean()
-    return seam / inner
-
-
 def synthesise(exemplar, **kw):
     first = []
 
@@ -69,12 +64,49 @@ def test_grey_texture_statistics_approach_the_exemplar(brick):
     assert out.size == (64, 64)
     d_out, d_start = grey_ps_distance(out, brick), grey_ps_distance(start, brick)
     assert d_out < 0.25 * d_start, (d_out, d_start)
-    assert seam_ratio(out) < 1.1  # the pyramid is periodic: the result tiles
+    # the pyramid is periodic, so the result tiles: across its wrap-around border it
+    # changes as it does across the rows and columns beside it ...
+    assert seam_step(out) < 2
     arr = np.asarray(out, float)
+    # ... which images that do not tile fail: crops of the exemplar and of the result
+    assert min(seam_step(brick[:64, :64]), seam_step(brick[64:, :64])) > 2
+    crops = [seam_step(arr[y:y + 48, x:x + 48]) for y in (0, 8, 16) for x in (0, 8, 16)]
+    assert np.median(crops) > 2
     # grey in, grey out: the colour axes of a grey exemplar collapse to one
     assert np.abs(arr[..., 0] - arr[..., 2]).max() <= 1
     # the brightness distribution follows the exemplar's
     assert abs(arr.mean() - brick.mean()) < 10 and abs(arr.std() - brick.std()) < 0.3 * brick.std()
+
+
+def test_statistics_and_their_gradient_are_periodic(coloured):
+    """Why results tile: every operation of the model wraps around, so moving the image
+    round the torus (by whole steps of the coarsest pyramid band) moves the gradient with
+    it and leaves the statistics unchanged; padding, convolution or resizing that does not
+    wrap would change them."""
+    needs_plenoptic()
+    from restyle.methods.portilla import ColorBasis, PSStatistics, ps_loss
+    ex = imaging.to_tensor(imaging.load_image(coloured))
+    basis = ColorBasis.of(ex)
+    model = PSStatistics((64, 64), basis, n_scales=3)
+    target = PSStatistics(tuple(ex.shape[-2:]), basis, n_scales=3)(basis.project(ex)).detach()
+    z = basis.project(ex[..., 32:96, 16:80]).requires_grad_(True)
+
+    def stats_and_grad(x):
+        x = x.detach().requires_grad_(True)
+        stats = model(x)
+        ps_loss(stats, target, model.weights).backward()
+        return stats.detach(), x.grad
+
+    stats, grad = stats_and_grad(z)
+    shift = (8, 24)  # multiples of 2**n_scales
+    rolled_stats, rolled_grad = stats_and_grad(torch.roll(z, shift, (-2, -1)))
+    torch.testing.assert_close(rolled_stats, stats, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(rolled_grad, torch.roll(grad, shift, (-2, -1)),
+                               rtol=1e-3, atol=1e-3 * float(grad.abs().max()))
+    # a shift that does not wrap (zeros come in at the border) changes them
+    shifted = torch.zeros_like(z)
+    shifted[..., 8:, 24:] = z[..., :-8, :-24]
+    assert (stats_and_grad(shifted)[0] - stats).norm() > 0.1 * stats.norm()
 
 
 def test_colour_statistics_approach_the_exemplar(coloured):

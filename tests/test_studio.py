@@ -133,7 +133,42 @@ class FakeCollage(FakeOpt):
     summary = "test method: a task the studio cannot run"
 
 
-FAKES = (FakeOpt, FakeMasked, FakeOnePass, FakeCollage)
+@dataclass
+class FakeInitParams(FakeParams):
+    init: str = param("content", "start image", metavar="content|noise|PATH")
+    weights: str = param("hed", "feature network", metavar="hed|PATH|URL")
+
+
+class FakeInit(FakeOpt):
+    """Returns the init image it was given (a file), or the content for content or noise."""
+
+    name = "fake-init"
+    summary = "test method: starts from an init image"
+    Params = FakeInitParams
+
+    def run(self, inputs: Inputs, p, callbacks=()):
+        FakeOpt.seen.append((inputs, p))
+        return imaging.to_tensor(imaging.load_image(p.init, "init") if p.init not in
+                                 ("content", "noise") else inputs.content)
+
+
+class FakeTiled(FakeOnePass):
+    """A one-pass method over many tiles (like a tiled network pass), no callbacks."""
+
+    name = "fake-tiled"
+    tiles_done = 0
+
+    def run(self, inputs: Inputs, p, callbacks=()):
+        from restyle.tiling import Grid
+        image = imaging.to_tensor(inputs.content)
+        FakeTiled.tiles_done = 0
+        for _ in Grid(4096, 4096, 256, overlap=0, margin=0):  # 256 tiles
+            time.sleep(0.05)
+            FakeTiled.tiles_done += 1
+        return image
+
+
+FAKES = (FakeOpt, FakeMasked, FakeOnePass, FakeCollage, FakeInit, FakeTiled)
 
 
 @pytest.fixture(autouse=True)
@@ -888,3 +923,188 @@ def test_page_mask_painting_polling_fallback_and_phone_width(browser, server, tm
     w = mask.shape[1]
     assert mask[:, : w // 10].mean() > 0.5 and mask[:, w // 2:].mean() < 0.01  # the stroke
     assert errors == []
+
+
+# ----------------------------------------------------------------------------- audit (#23)
+
+def test_server_paths_and_urls_are_refused_unless_allowed(tmp_path):
+    """Without --allow-server-paths a client can neither read the server's images (init),
+    probe its files nor make it fetch URLs; built-in values and uploads still work."""
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(secret)
+    with start_server(tmp_path) as s:
+        c = Client(s.url)
+        for params in ({"init": str(secret)}, {"init": "secret.png"},
+                       {"weights": "https://example.org/vgg16-397923af.pth"},
+                       {"weights": "/etc/hostname"}):
+            status, _, err = c.submit("fake-init", params, content=flat_png(),
+                                      styles=[flat_png()])
+            assert status == 422 and "--allow-server-paths" in err["error"], err
+        for method, params in (("adain", {"decoder": str(secret)}),
+                               ("adain-lite", {"model": str(secret)}),
+                               ("wct", {"decoder_dir": str(tmp_path)}),
+                               ("network", {"model": str(secret)})):
+            status, _, err = c.submit(method, params, content=flat_png(), styles=[flat_png()],
+                                      names=["a"] if method == "network" else None)
+            assert status == 422 and "--allow-server-paths" in err["error"], (method, err)
+        assert FakeOpt.seen == [] and job_dirs(s.config.data_dir) == []
+        job = c.submit("fake-init", {"init": "noise"}, content=flat_png(), styles=[flat_png()])[2]
+        assert c.wait(job["id"])["status"] == "done"
+        # an init image goes as a file part named after the parameter
+        status, _, job = c.submit("fake-init", content=flat_png(), styles=[flat_png()],
+                                  extra_files=[("init", "start.png",
+                                                flat_png((9, 99, 199)))])
+        assert status == 202, job
+        done = c.wait(job["id"])
+        assert done["status"] == "done"
+        png = c.request("GET", f"/api/jobs/{job['id']}/result")[2]
+        assert Image.open(io.BytesIO(png)).getpixel((5, 5)) == (9, 99, 199)
+        status, _, err = c.submit("fake-init", {"init": "noise"}, content=flat_png(),
+                                  styles=[flat_png()], extra_files=[("init", "i.png", flat_png())])
+        assert status == 422 and "both a parameter and an uploaded file" in err["error"]
+        assert c.get("/api/status")[2]["allow_server_paths"] is False
+    with start_server(tmp_path, data_dir=tmp_path / "trusted", allow_server_paths=True) as s:
+        c = Client(s.url)
+        job = c.submit("fake-init", {"init": str(secret)}, content=flat_png(),
+                       styles=[flat_png()])[2]
+        assert c.wait(job["id"])["status"] == "done"
+        png = c.request("GET", f"/api/jobs/{job['id']}/result")[2]
+        assert Image.open(io.BytesIO(png)).getpixel((5, 5)) == (1, 2, 3)
+
+
+def test_non_finite_numbers_and_bad_sizes_are_422_at_submit(tmp_path):
+    with start_server(tmp_path) as s:
+        c = Client(s.url)
+        for text in ("NaN", "Infinity", "-Infinity", "1e309"):
+            body, ctype = multipart({"method": "fake-opt", "params": f'{{"steps": {text}}}'},
+                                    [("content", "c.png", flat_png()),
+                                     ("style", "s.png", flat_png())])
+            status, _, err = c.json("POST", "/api/jobs", body=body,
+                                    headers={"Content-Type": ctype})
+            assert status == 422 and "finite number" in err["error"], (text, err)
+        for size in ("big", "10x10", "0x512", "20000x16"):
+            status, _, err = c.submit("texture", {"size": size}, styles=[flat_png()])
+            assert status == 422 and "--size" in err["error"], (size, err)
+        body, ctype = multipart({"method": "fake-opt", "style_weights": "[NaN]"},
+                                [("content", "c.png", flat_png()), ("style", "s.png", flat_png())])
+        status, _, err = c.json("POST", "/api/jobs", body=body, headers={"Content-Type": ctype})
+        assert status == 422 and "style_weights" in err["error"]
+        assert job_dirs(s.config.data_dir) == []
+
+
+def test_api_raises_restyle_error_for_non_finite_integers():
+    from restyle.errors import RestyleError
+    from restyle.params import make
+    for value in (float("nan"), float("inf"), 1e309):
+        with pytest.raises(RestyleError, match="finite number"):
+            make(FakeParams, steps=value)
+
+
+def test_job_pixels_and_memory_are_capped_before_uploads_are_read(tmp_path):
+    with start_server(tmp_path, memory_budget=3 * 2**30) as s:
+        c = Client(s.url)
+        status, _, err = c.submit("texture", {"size": "16384x16384"}, styles=[flat_png()])
+        assert status == 413 and "megapixels" in err["error"] and "size" in err["error"], err
+        status, _, err = c.submit("gatys", {"size": 2048}, content=flat_png(),
+                                  styles=[flat_png()])
+        assert status == 413 and "memory" in err["error"] and "3.0 GB" in err["error"], err
+        assert job_dirs(s.config.data_dir) == []
+        job = c.submit("fake-opt", {"steps": 2}, content=flat_png(), styles=[flat_png()])[2]
+        assert job["estimate"]["bytes"] > 0
+        limits = c.get("/api/status")[2]["limits"]
+        assert limits["memory_budget"] == 3 * 2**30 and limits["max_job_pixels"] == 4096 ** 2
+
+
+def test_a_job_starts_only_when_its_memory_fits_next_to_the_running_ones(tmp_path):
+    """Two workers, two jobs of 0.6 of the budget each: they run one after the other."""
+    from restyle.studio.jobs import BASE_BYTES
+    budget = int(BASE_BYTES / 0.6)
+    with start_server(tmp_path, workers=2, memory_budget=budget) as s:
+        c = Client(s.url)
+        first = c.submit("fake-opt", {"hold": True, "steps": 2}, content=flat_png(),
+                         styles=[flat_png()])[2]
+        second = c.submit("fake-opt", {"steps": 2}, content=flat_png(), styles=[flat_png()])[2]
+        c.wait(first["id"], until=("running",))
+        time.sleep(0.5)
+        assert c.get(f"/api/jobs/{second['id']}")[2]["status"] == "queued"
+        GATE.set()
+        assert c.wait(second["id"])["status"] == "done"
+
+
+def test_cancel_stops_a_one_pass_job_between_tiles(client):
+    job = client.submit("fake-tiled", content=flat_png(), styles=[flat_png()])[2]
+    client.wait(job["id"], until=("running",))
+    time.sleep(0.3)
+    t = time.monotonic()
+    assert client.json("POST", f"/api/jobs/{job['id']}/cancel")[0] == 200
+    done = client.wait(job["id"], timeout=30)
+    assert done["status"] == "cancelled" and not done["partial"]
+    assert time.monotonic() - t < 2.0
+    assert 0 < FakeTiled.tiles_done < 40  # 256 tiles would take 13 s
+
+
+def test_ctrl_c_during_a_one_pass_job_stops_cleanly(tmp_path):
+    """Ctrl-C while adain runs a large pass: the pass stops at its next layer, the job is
+    recorded as interrupted and the server exits 0 (no abort from a torn-down thread)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc, url = _start_cli(tmp_path / "store", env)
+    try:
+        c = Client(url)
+        status, _, job = c.submit("adain", {"size": 2048}, content=photo_png(1024),
+                                  styles=[flat_png(side=256)])
+        assert status == 202, job
+        c.wait(job["id"], until=("running",), timeout=60)
+        time.sleep(1.0)
+    finally:
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+        out, err = proc.stdout.read(), proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert code == 0 and "terminate called" not in err and "stopped" in out, (code, err)
+    assert time.monotonic() - t < 20
+    record = json.loads((tmp_path / "store" / "jobs" / job["id"] / "job.json").read_text())
+    assert record["status"] == "failed" and record["interrupted"]
+
+
+def test_stored_inputs_stay_near_the_upload_size_and_old_jobs_are_capped_by_bytes(tmp_path):
+    from skimage import data
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="JPEG", quality=90)
+    photo = buf.getvalue()
+    with start_server(tmp_path, keep_bytes=1) as s:
+        c = Client(s.url)
+        ids = []
+        for seed in (1, 2, 3):
+            job = c.submit("fake-onepass", {"seed": seed}, content=photo, styles=[flat_png()])[2]
+            ids.append(job["id"])
+            assert c.wait(job["id"])["status"] == "done"
+        stored = s.config.data_dir / "jobs" / ids[-1] / "inputs"
+        content = [p for p in stored.iterdir() if p.name.startswith("content")]
+        assert [p.suffix for p in content] == [".jpg"]
+        assert content[0].stat().st_size <= 2 * len(photo)
+        status, headers, body = c.request("GET", f"/api/jobs/{ids[-1]}/inputs/content.jpg")
+        assert status == 200 and headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(body)).size == (512, 512)
+        # over keep_bytes: only the newest finished job is kept
+        assert [p.name for p in job_dirs(s.config.data_dir)] == [ids[-1]]
+        assert c.get("/api/status")[2]["queue"]["jobs"] == 1
+
+
+def test_uploads_leave_pillows_bomb_guard_alone(client, monkeypatch):
+    from PIL import ImageOps
+
+    from restyle.studio import uploads
+    seen = []
+    real = ImageOps.exif_transpose
+
+    def spy(img, *a, **k):
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        return real(img, *a, **k)
+
+    monkeypatch.setattr(uploads.ImageOps, "exif_transpose", spy)
+    before = Image.MAX_IMAGE_PIXELS
+    job = client.submit("fake-opt", content=flat_png(), styles=[flat_png()])[2]
+    client.wait(job["id"])
+    assert seen and all(v == before for v in seen)

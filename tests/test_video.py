@@ -18,7 +18,7 @@ from restyle import imaging  # noqa: E402
 from restyle.cli import main  # noqa: E402
 from restyle.errors import RestyleError  # noqa: E402
 from restyle.evaluate.metrics import gram_distance, temporal_warping_error  # noqa: E402
-from restyle.video import (Carry, TemporalGuide, blend_carry, consistency,  # noqa: E402
+from restyle.video import (FRAME_NAME, Carry, TemporalGuide, blend_carry, consistency,  # noqa: E402
                            iter_frames, optical_flow, probe, stylize_video, warp, work_dir)
 
 from .conftest import random_decoder, stripes  # noqa: E402
@@ -398,3 +398,23 @@ def test_missing_pyav_names_the_install_command(clip, style_file, tmp_path, monk
     monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
     code, _, err = run_cli(["video", clip, style_file, "-o", tmp_path / "o.mp4"], capsys)
     assert code == 2 and "pip install 'restyle[video]'" in err
+
+
+def test_long_output_name_and_output_onto_input_fail_before_any_frame(clip, frame_dir,
+                                                                     style_file, decoder_file,
+                                                                     tmp_path, capsys):
+    """A name whose work folder (NAME.restyle-work) would be too long, and an output that is
+    the input (a file, or a frame folder onto itself): one line, exit 2, nothing written."""
+    base = ["--method", "adain", "--decoder", decoder_file, "--size", 32, "-q"]
+    out = tmp_path / ("v" * 245 + ".mp4")
+    code, _, err = run_cli(["video", clip, style_file, "-o", out, *base], capsys)
+    assert code == 2 and "too long" in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
+    own = tmp_path / "own"  # frames named like restyle's own output, which it may replace
+    own.mkdir()
+    for i, f in enumerate(sorted(frame_dir.iterdir()), 1):
+        (own / FRAME_NAME.format(i)).write_bytes(f.read_bytes())
+    before = {p.name: p.read_bytes() for p in own.iterdir()}
+    code, _, err = run_cli(["video", own, style_file, "-o", own, "--overwrite", *base], capsys)
+    assert code == 2 and "would replace the input" in err, err
+    assert {p.name: p.read_bytes() for p in own.iterdir()} == before

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__, imaging
+from .. import __version__, fsio, imaging
 from ..errors import RestyleError
 from ..methods import Inputs, all_methods, get_method, parse_settings
 from ..optimize import Engine, Stop, cpu_supports_bf16
@@ -423,9 +423,7 @@ def combine_results(results: list[dict]) -> dict:
 def write_reports(md_path: Path, markdown: str, json_path: Path, result: dict) -> None:
     """The markdown report and the JSON results, each written atomically."""
     for path, text in ((md_path, markdown), (json_path, json.dumps(result, indent=1))):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        fsio.write_text(path, text)
     print(f"wrote {md_path.resolve()} and {json_path.resolve()}")
 
 
@@ -689,7 +687,7 @@ def main(argv=None) -> int:
                 raise RestyleError(f"cannot read benchmark results {path}: {e}") from None
         result = combine_results(results)
         if len(results) == 1:
-            Path(ns.output).write_text(render_markdown(result))
+            fsio.write_text(ns.output, render_markdown(result))
             print(f"wrote {Path(ns.output).resolve()}")
         else:
             write_reports(Path(ns.output), render_markdown(result), Path(ns.json), result)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +23,7 @@ from typing import Sequence
 import torch
 from PIL import Image, ImageDraw
 
-from .. import imaging
+from .. import fsio, imaging
 from ..api import transfer
 from ..errors import RestyleError
 from ..methods import all_methods, get_method, parse_settings
@@ -208,13 +207,11 @@ def compare(methods: Sequence[str], pairs: Sequence[tuple[str, str]], out_dir: s
             "methods": list(methods)}
     imaging.save_image(render_sheet(rows, list(methods), min(size, 256)), out / "sheet.png",
                        overwrite=True)
-    (out / "sheet.html").write_text(render_html(rows, list(methods), info, files))
+    fsio.write_text(out / "sheet.html", render_html(rows, list(methods), info, files))
     result = {**info, "directions": DIRECTIONS, "rows": [
         {"content": r["content"], "style": r["style"], "results": [
             {k: v for k, v in c.items() if k != "image"} for c in r["results"]]} for r in rows]}
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1, default=str))
-    os.replace(tmp, out / "results.json")
+    fsio.write_text(out / "results.json", json.dumps(result, indent=1, default=str))
     return result
 
 

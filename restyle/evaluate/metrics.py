@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import imaging
+from .. import fsio, imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import gram_matrix, relative_mse
@@ -279,10 +279,8 @@ def main(argv: Sequence[str]) -> int:
     for r in rows:
         print(f"{r['output']:{width}s} " + " ".join(f"{r['metrics'][k]:9.4f}" for k in DIRECTIONS))
     if ns.json:
-        try:
-            json_path.write_text(json.dumps({"directions": DIRECTIONS, "results": rows}, indent=2))
-        except OSError as e:
-            raise RestyleError(f"cannot write {json_path}: {e.strerror or e}") from None
+        fsio.write_text(json_path, json.dumps({"directions": DIRECTIONS, "results": rows},
+                                              indent=2))
         print(f"wrote {json_path}")
     return 0
 
@@ -409,9 +407,6 @@ def video_main(argv: Sequence[str]) -> int:
     for r in rows:
         print(f"{r['video']:{width}s} " + " ".join(f"{r[c]:9.4f}" for c in cols))
     if json_path is not None:
-        try:
-            json_path.write_text(json.dumps({"results": rows}, indent=2))
-        except OSError as e:
-            raise RestyleError(f"cannot write {json_path}: {e.strerror or e}") from None
+        fsio.write_text(json_path, json.dumps({"results": rows}, indent=2))
         print(f"wrote {json_path}")
     return 0

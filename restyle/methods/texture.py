@@ -26,7 +26,7 @@ from .gatys import level_iterations
 @dataclass
 class TextureParams:
     size: str = param("512x512", "output size as WIDTHxHEIGHT (or one number for a square)",
-                      metavar="WxH")
+                      metavar="WxH", check=lambda v: parse_size(v))
     iterations: int = param(150, "optimizer iterations at the final size (each coarser "
                             "pyramid level gets twice as many)", min=0, max=100000)
     style_layers: str = param("relu1_1,pool1,pool2,pool3,pool4",

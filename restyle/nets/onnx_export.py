@@ -12,13 +12,12 @@ Needs the optional extra: ``pip install 'restyle[onnx]'`` (onnx, onnxscript, onn
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import fsio
 from ..backbone import cache_dir
 from ..errors import RestyleError
 from .stylenet import StyleNet
@@ -71,27 +70,22 @@ def export_onnx(net: StyleNet, path: str | Path, check: bool = True, tolerance: 
     net = net.float().eval().to(memory_format=torch.contiguous_format)
     example = (torch.rand(1, 3, 64, 96), net.mix_vector(0))
     dyn = torch.export.Dim.DYNAMIC  # the exporter derives the valid ranges itself
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.onnx")
-    os.close(fd)
     try:
         import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                net, example, input_names=["image", "mix"], output_names=["stylized"],
-                dynamic_shapes={"image": {0: dyn, 2: dyn, 3: dyn}, "mix": {0: dyn}},
-                opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
-        program.save(tmp, external_data=False)
-        if check:
-            check_onnx(net, tmp, tolerance)
-        os.replace(tmp, path)
+        with fsio.atomic_write(path, None, suffix=".onnx") as tmp:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.onnx.export(
+                    net, example, input_names=["image", "mix"], output_names=["stylized"],
+                    dynamic_shapes={"image": {0: dyn, 2: dyn, 3: dyn}, "mix": {0: dyn}},
+                    opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+            program.save(str(tmp), external_data=False)
+            if check:
+                check_onnx(net, str(tmp), tolerance)
     except RestyleError:
         raise
     except Exception as e:
         raise RestyleError(f"ONNX export failed: {str(e).splitlines()[0]}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .. import imaging
+from .. import fsio, imaging
 from ..errors import RestyleError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -152,14 +151,8 @@ def warmup_cosine(step: int, total: int | None, peak: float, warmup: int,
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with fsio.atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(run, **state: Any) -> None:
@@ -287,6 +280,7 @@ def open_run(out_dir: str | Path, cfg: dict, steps, minutes, resume: bool, say,
     ``init_from`` (weights a *new* run starts from) is refused where a run already is."""
     out = make_run_dir(out_dir)
     with run_lock(out):
+        fsio.clean_stale_temps(out, any_process=True)  # a killed checkpoint write's (locked)
         path = out / CHECKPOINT
         state = load_checkpoint(path) if resume and path.exists() else None
         total = plan_total(state, cfg, out, steps, minutes, say)

@@ -27,7 +27,7 @@ import dataclasses
 import io
 import json
 import logging
-import re
+import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,7 +49,7 @@ from ..errors import RestyleError
 from ..methods import get_method
 from ..params import make
 from . import catalog
-from .jobs import JobManager, NotCancellable, QueueFull
+from .jobs import JobManager, JobTooLarge, NotCancellable, QueueFull, job_estimate
 from .store import (DONE, QUEUED, RUNNING, TERMINAL, Job, JobStore, new_id, valid_id,
                     write_bytes_atomic)
 from .uploads import (BodyLimit, Limits, UploadError, label, parse_json, store_image,
@@ -69,11 +69,17 @@ class StudioConfig:
     limits: Limits = field(default_factory=Limits)
     #: seconds between live previews of an optimization
     preview_interval: float = 0.5
-    #: accept file paths on the server's machine in path parameters (init image, weights,
-    #: decoder, model); the CLI allows them only when the server listens on loopback
-    allow_server_paths: bool = True
+    #: accept file paths and URLs in path parameters (init image, weights, decoder, model):
+    #: off by default (a client could read the server's images, probe its files and make
+    #: it fetch URLs); ``restyle studio --allow-server-paths`` turns it on for trusted use
+    allow_server_paths: bool = False
     #: finished jobs kept on disk (the oldest are removed first)
     keep_jobs: int = 500
+    #: bytes the job folders may take in all (the oldest finished jobs are removed first)
+    keep_bytes: int = 2 * 2**30
+    #: memory the running jobs may take together, by their estimates (default: three
+    #: quarters of the machine's RAM); a job whose estimate alone exceeds it is refused
+    memory_budget: int | None = None
     #: answer only requests addressed to this machine by a loopback name (127.0.0.1,
     #: localhost, [::1]): a web page elsewhere cannot reach the studio by DNS rebinding
     loopback_only: bool = True
@@ -111,6 +117,9 @@ class JobOut(BaseModel):
         description="optimization methods: step, steps, level, levels, loss, parts (the "
                     "weighted loss terms), elapsed seconds, size [w, h], preview_step")
     result: dict[str, Any] | None = Field(description="width, height and bytes of result.png")
+    estimate: dict[str, Any] | None = Field(
+        default=None, description="what the job was admitted with: output pixels and the "
+                                  "memory estimate in bytes")
     links: dict[str, Any]
 
 
@@ -147,8 +156,11 @@ def create_app(config: StudioConfig) -> FastAPI:
         raise RestyleError(f"the studio's data folder must not contain a comma: {config.data_dir}")
     store = JobStore(config.data_dir)
     manager = JobManager(store, workers=config.workers, queue_size=config.queue_size,
-                         preview_interval=config.preview_interval, keep_jobs=config.keep_jobs)
+                         preview_interval=config.preview_interval, keep_jobs=config.keep_jobs,
+                         keep_bytes=config.keep_bytes, memory_budget=config.memory_budget)
     limits = config.limits
+    # uploads are decoded at most two at a time: concurrent large uploads cannot add up
+    decoding = asyncio.Semaphore(2)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -196,6 +208,10 @@ def create_app(config: StudioConfig) -> FastAPI:
     async def _queue_full(request, exc: QueueFull):
         return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
+    @app.exception_handler(JobTooLarge)
+    async def _too_large(request, exc: JobTooLarge):
+        return error(413, str(exc))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
@@ -241,7 +257,8 @@ def create_app(config: StudioConfig) -> FastAPI:
     @app.get("/api/status", tags=["studio"], summary="Version, queue and limits")
     async def status() -> dict[str, Any]:
         return {"version": __version__, "queue": manager.stats(),
-                "limits": dataclasses.asdict(limits),
+                "limits": {**dataclasses.asdict(limits), "memory_budget": manager.memory_budget,
+                           "keep_jobs": manager.keep_jobs, "keep_bytes": manager.keep_bytes},
                 "allow_server_paths": config.allow_server_paths}
 
     @app.get("/api/methods", tags=["studio"], summary="Every registered method and its parameters")
@@ -294,14 +311,20 @@ def create_app(config: StudioConfig) -> FastAPI:
         names = [str(n) for n in parse_json(style_names, "style_names", list, [])]
         weights = parse_json(style_weights, "style_weights", list, None)
         masks = await _mask_uploads(request, info)
-        _check_params(info, given, config)
-        make(m.Params, **given)  # every range and choice, before anything is stored
+        _check_params(info, given, config, masks)
+        p = make(m.Params, **given)  # every range and choice, before anything is stored
         _check_inputs(m, info, content, styles, names, weights, given, limits)
-        manager.check_capacity()
+        estimate = job_estimate(m.name, m.family, p)
+        if estimate["pixels"] > limits.max_job_pixels:
+            raise UploadError(413, f"the output would be {estimate['pixels'] / 1e6:.1f} "
+                                   f"megapixels; the studio makes up to "
+                                   f"{limits.max_job_pixels / 1e6:.1f} (lower the size)")
+        manager.check_capacity(estimate["bytes"])
 
         job = Job(id=new_id(), method=m.name, task=m.task, family=m.family, params=given,
                   inputs={"content": None, "styles": [], "masks": {}},
-                  style_weights=[float(w) for w in weights] if weights is not None else None)
+                  style_weights=[float(w) for w in weights] if weights is not None else None,
+                  estimate=estimate)
         store.create(job)
         try:
             await _store_uploads(job, content, styles, masks)
@@ -320,40 +343,41 @@ def create_app(config: StudioConfig) -> FastAPI:
         for key, value in form.multi_items():
             if not isinstance(value, StarletteUpload) or key in ("content", "style"):
                 continue
-            if key not in info["mask_fields"]:
-                have = ", ".join(info["mask_fields"]) or "none"
+            if key not in info["mask_fields"] + info["upload_fields"]:
+                have = ", ".join(info["mask_fields"] + info["upload_fields"]) or "none"
                 raise UploadError(422, f"unexpected file part {key!r}: method {info['name']} "
-                                       f"takes content, style and mask parts (its masks: "
-                                       f"{have})")
+                                       f"takes content, style and mask parts (its masks and "
+                                       f"images: {have})")
+            if key in info["upload_fields"] and key in masks:
+                raise UploadError(422, f"send one {key} image, not several")
             masks.setdefault(key, []).append(value)
         return masks
 
     async def _store_uploads(job: Job, content, styles, masks) -> None:
         inputs_dir = store.inputs_dir(job.id)
 
-        async def read(upload, what: str) -> bytes:
+        async def stored(fn, upload, what: str, path) -> str:
             data = await upload.read(limits.max_file_bytes + 1)
-            return data
+            async with decoding:
+                return (await run_in_threadpool(fn, data, what, path, limits))[0]
 
         if content is not None:
             what = f"content image {label(content.filename)!r}"
-            data = await read(content, what)
-            await run_in_threadpool(store_image, data, what, inputs_dir / "content.png", limits)
-            job.inputs["content"] = "content.png"
+            job.inputs["content"] = await stored(store_image, content, what,
+                                                 inputs_dir / "content.png")
             job.labels["content"] = label(content.filename)
         for i, upload in enumerate(styles):
             what = f"style image {label(upload.filename)!r}"
-            data = await read(upload, what)
-            await run_in_threadpool(store_image, data, what, inputs_dir / f"style-{i}.png",
-                                    limits)
-            job.inputs["styles"].append(f"style-{i}.png")
+            job.inputs["styles"].append(await stored(store_image, upload, what,
+                                                     inputs_dir / f"style-{i}.png"))
             job.labels.setdefault("styles", []).append(label(upload.filename))
+        # mask parameters and uploaded image parameters (init): files passed by path
         for name, uploads in masks.items():
+            image = name in catalog.method_info(type(get_method(job.method)))["upload_fields"]
             for i, upload in enumerate(uploads):
-                what = f"mask {name} {label(upload.filename)!r}"
-                data = await read(upload, what)
-                file = f"mask-{name}-{i}.png"
-                await run_in_threadpool(store_mask, data, what, inputs_dir / file, limits)
+                what = f"{'image' if image else 'mask'} {name} {label(upload.filename)!r}"
+                file = await stored(store_image if image else store_mask, upload, what,
+                                    inputs_dir / f"{'param' if image else 'mask'}-{name}-{i}.png")
                 job.inputs["masks"].setdefault(name, []).append(file)
 
     @app.get("/api/jobs", tags=["jobs"], response_model=JobList, summary="Recent jobs")
@@ -460,15 +484,16 @@ def create_app(config: StudioConfig) -> FastAPI:
             [f for files in (inputs.get("masks") or {}).values() for f in files]
         if name not in known:
             raise StarletteHTTPException(404, f"job {job_id} has no input {name!r}")
-        return FileResponse(store.input_path(job_id, name), media_type="image/png")
+        return FileResponse(store.input_path(job_id, name),
+                            media_type="image/jpeg" if name.endswith(".jpg") else "image/png")
 
     @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"], response_model=JobOut,
               summary="Cancel a job",
               responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut}})
     async def cancel_job(job_id: str):
         """A queued job is cancelled at once. A running optimization stops at its next
-        iteration and keeps the image so far as a partial result; a one-pass method
-        finishes its pass and its result is dropped."""
+        iteration and keeps the image so far as a partial result; a one-pass method stops
+        at its next network layer or tile, without a result."""
         job_or_404(job_id)
         try:
             manager.cancel(job_id)
@@ -531,10 +556,9 @@ class SameOrigin:
 
 # ----------------------------------------------------------------------------- checks
 
-_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:,-]*")
-
-
-def _check_params(info: dict, given: dict, config: StudioConfig) -> None:
+def _check_params(info: dict, given: dict, config: StudioConfig, files: dict) -> None:
+    """Parameters that the JSON may not hold: images (masks; an uploaded init image) and,
+    unless the server allows them, file paths and URLs on the server's machine."""
     by_name = {p["name"]: p for p in info["params"]}
     for name, value in given.items():
         p = by_name.get(name)
@@ -543,13 +567,21 @@ def _check_params(info: dict, given: dict, config: StudioConfig) -> None:
         if p["mask"]:
             raise UploadError(422, f"{name} is an image: send it as a file part named "
                                    f"{name!r}, not as a parameter")
+        if name in files:
+            raise UploadError(422, f"{name} is both a parameter and an uploaded file; send "
+                                   "one of them")
         if p["type"] == "str" and not isinstance(value, str):
             raise UploadError(422, f"--{name.replace('_', '-')} must be text, not {value!r}")
-        if (p["path"] and not config.allow_server_paths and isinstance(value, str)
-                and value != p["default"]
-                and (not _PLAIN_VALUE.fullmatch(value) or ".." in value or "." in value)):
-            raise UploadError(422, f"{name}: paths on the server are disabled (the studio "
-                                   "listens beyond loopback); use a built-in value")
+        if p["path"] and not config.allow_server_paths and value != p["default"]:
+            choices = catalog.path_choices(p)
+            if value not in choices:
+                use = f"one of {', '.join(repr(c) for c in choices)}" if choices else \
+                    "its default"
+                upload = f", or upload the image as a file part named {name!r}" \
+                    if p["upload"] else ""
+                raise UploadError(422, f"{name}: files and URLs on the server are not accepted "
+                                       f"(the studio runs without --allow-server-paths); use "
+                                       f"{use}{upload}")
 
 
 def _check_inputs(method, info: dict, content, styles: list, names: list[str], weights,
@@ -587,7 +619,7 @@ def _check_inputs(method, info: dict, content, styles: list, names: list[str], w
         need(len(weights) == count, f"style_weights has {len(weights)} numbers for "
                                     f"{count} styles")
         need(all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
-                 for w in weights) and sum(weights) > 0,
+                 and math.isfinite(w) for w in weights) and sum(weights) > 0,
              "style_weights must be non-negative numbers, not all zero")
 
 

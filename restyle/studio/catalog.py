@@ -12,7 +12,11 @@ dataclass as the CLI flags. Two conventions extend the plain parameter types:
   ``--masks M1,M2``); a name starting with ``style_`` is painted on the style images,
   any other on the content photo. Masks are white inside; maps label regions by colour;
 * a **path parameter** is a ``str`` field whose metavar mentions PATH, DIR or URL (an
-  init image, a decoder or weights file): it names a file on the server's machine.
+  init image, a decoder or weights file): it names a file on the server's machine. The
+  studio accepts only its built-in values (the lower-case words of its metavar, such as
+  ``content|noise`` or ``hed``, and installed model names where it says NAME) unless it
+  was started with ``--allow-server-paths``; an **image path** (``init``) may instead be
+  uploaded, as a file part named after the field.
 
 Which images a task takes is read from its API function (``restyle.api.<task>``,
 e.g. ``transfer(content, style)``, ``texture(exemplar)``, ``dream(image)``), so a new
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from typing import Any
 
 from ..errors import RestyleError
@@ -55,6 +60,24 @@ def mask_kind(name: str) -> str:
 def is_path_field(d: dict[str, Any]) -> bool:
     metavar = str(d.get("metavar") or "").upper()
     return d["type"] == "str" and any(w in metavar for w in ("PATH", "DIR", "URL"))
+
+
+IMAGE_PATHS = ("init",)
+
+
+def is_image_path_field(d: dict[str, Any]) -> bool:
+    """A path parameter that names an image (an init image): it may be uploaded."""
+    return is_path_field(d) and (d["name"] in IMAGE_PATHS or d["name"].endswith("_image"))
+
+
+def path_choices(d: dict[str, Any]) -> list[str]:
+    """The values a path parameter may take without server paths: its default, the
+    lower-case words of its metavar (``content|noise|PATH`` -> content, noise) and, where
+    the metavar says NAME, the installed style networks."""
+    words = [w for w in str(d.get("metavar") or "").split("|") if re.fullmatch(r"[a-z0-9_-]+", w)]
+    if "NAME" in str(d.get("metavar") or ""):
+        words += [m["name"] for m in models()["models"]]
+    return list(dict.fromkeys([*([d["default"]] if d.get("default") else []), *words]))
 
 
 def task_inputs(task: str) -> dict[str, Any]:
@@ -90,6 +113,7 @@ def method_info(cls) -> dict[str, Any]:
         d = {k: _jsonable(v) for k, v in d.items()}
         d["mask"] = is_mask_field(d)
         d["path"] = is_path_field(d) and not d["mask"]
+        d["upload"] = d["path"] and is_image_path_field(d)  # may be sent as a file part
         d["primary"] = d["name"] in PRIMARY
         params.append(d)
     try:
@@ -110,6 +134,8 @@ def method_info(cls) -> dict[str, Any]:
         "live_preview": cls.family == "image-optimization",
         "params": params,
         "mask_fields": [d["name"] for d in params if d["mask"]],
+        # image path parameters that may be uploaded as file parts (stored like masks)
+        "upload_fields": [d["name"] for d in params if d["upload"]],
         "masks": [{"name": d["name"], "kind": mask_kind(d["name"]),
                    "per_style": d["name"].endswith(("masks", "maps")),
                    "on": "style" if d["name"].startswith("style_") else "content",

@@ -6,10 +6,17 @@ like the CLI and the Python API. Optimization methods report a
 :class:`~restyle.optimize.Progress` after every iteration: the manager keeps the
 latest numbers and, at most every ``preview_interval`` seconds, a JPEG preview.
 Cancelling a running optimization raises :class:`~restyle.optimize.Stop` from that
-callback, which ends the run with the current image (kept as a partial result).
+callback, which ends the run with the current image (kept as a partial result). Each job
+also runs inside :func:`restyle.runtime.cancel_when`, so a cancel (or a server stop)
+reaches work between callbacks too: every VGG layer and every tile checks it, which stops
+a one-pass method mid-pass.
 
 The queue holds at most ``queue_size`` waiting jobs; :meth:`JobManager.submit` raises
-:class:`QueueFull` (the HTTP layer's 429) rather than growing a backlog. When the server
+:class:`QueueFull` (the HTTP layer's 429) rather than growing a backlog. Each job carries a
+memory estimate (:func:`job_estimate`): one that alone exceeds ``memory_budget`` is refused
+(:class:`JobTooLarge`, 413), and a worker starts a job only when its estimate fits next to
+those of the running jobs. Finished jobs are removed oldest first beyond ``keep_jobs`` or
+``keep_bytes`` of files. When the server
 starts, jobs that a stop or crash left queued or running are marked failed with
 ``interrupted=True`` and a reason, never lost silently nor left "running".
 """
@@ -29,6 +36,7 @@ from typing import Any
 from .. import imaging
 from ..errors import RestyleError
 from ..optimize import Progress, Stop
+from ..runtime import cancel_when, physical_memory
 from .store import (CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobStore,
                     write_bytes_atomic)
 
@@ -53,12 +61,65 @@ class NotCancellable(Exception):
     pass
 
 
+class JobTooLarge(Exception):
+    """A job whose memory estimate alone exceeds the budget (the HTTP layer's 413)."""
+
+
+#: Memory a job takes per output pixel, by family, and for the methods that take more:
+#: BENCHMARKS.md's peak memory at 1024 px less the weights and interpreter, rounded up
+#: (gatys 3.0 GB, texture 4.0 GB, mrf 5.0 GB, portrait 6.4 GB, analogy 8.7 GB, wct 4.5 GB
+#: at about a megapixel).
+BYTES_PER_PIXEL = {"image-optimization": 4096, "model-optimization": 2048}
+METHOD_BYTES_PER_PIXEL = {"texture": 4608, "mrf": 5120, "wct": 5120, "portrait": 7168,
+                          "analogy": 12288}
+#: What any job takes besides its pixels (network weights, the interpreter's share).
+BASE_BYTES = 512 * 2**20
+#: One-pass methods run in tiles above 1600 px (restyle/tiling.py), so beyond that their
+#: memory grows only by the whole-image buffers: 4096 px AdaIN peaks at 2.4 GB (README).
+TILED_PIXELS = 1600 * 1600
+TILED_BYTES_PER_PIXEL = 160
+
+
+def output_pixels(p) -> int:
+    """Pixels of a job's output from its parameters: ``size`` as a long side (its
+    square: the aspect is not known before the upload is decoded) or as WxH."""
+    from ..methods.texture import parse_size
+    size = getattr(p, "size", None)
+    if isinstance(size, str):
+        w, h = parse_size(size)  # validated already (the field's own check)
+        return w * h
+    if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0:
+        return int(size) ** 2
+    return 0
+
+
+def job_estimate(method: str, family: str, p) -> dict[str, int]:
+    """{"pixels", "bytes"}: the output's pixels and the memory the job is expected to take."""
+    pixels = output_pixels(p)
+    per_pixel = METHOD_BYTES_PER_PIXEL.get(method, BYTES_PER_PIXEL.get(family, 4096))
+    if family == "model-optimization" and pixels > TILED_PIXELS:
+        need = per_pixel * TILED_PIXELS + TILED_BYTES_PER_PIXEL * (pixels - TILED_PIXELS)
+    else:
+        need = per_pixel * pixels
+    return {"pixels": pixels, "bytes": BASE_BYTES + need}
+
+
+def default_memory_budget() -> int:
+    ram = physical_memory()
+    return int(ram * 0.75) if ram else 8 * 2**30
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GB"
+
+
 class JobManager:
     """Jobs in memory (mirrored to the :class:`JobStore`), a bounded queue and workers."""
 
     def __init__(self, store: JobStore, workers: int = 1, queue_size: int = 8,
                  preview_interval: float = 0.5, preview_side: int = 768,
-                 keep_jobs: int = 500):
+                 keep_jobs: int = 500, keep_bytes: int = 2 * 2**30,
+                 memory_budget: int | None = None):
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if queue_size < 1:
@@ -69,6 +130,10 @@ class JobManager:
         self.preview_interval = preview_interval
         self.preview_side = preview_side
         self.keep_jobs = keep_jobs
+        self.keep_bytes = keep_bytes
+        self.memory_budget = memory_budget or default_memory_budget()
+        self._sizes: dict[str, int] = {}  # bytes of each job's files
+        self._stuck: list[threading.Thread] = []  # workers still in a job after stop()
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._queue: collections.deque[str] = collections.deque()
@@ -97,6 +162,7 @@ class JobManager:
                 log.info("job %s marked interrupted", job.id)
             self._jobs[job.id] = job
             self._versions[job.id] = _next_version(0)
+            self._sizes[job.id] = self.store.size(job.id)
             if self.store.preview_path(job.id).is_file() and job.progress:
                 try:
                     data = self.store.preview_path(job.id).read_bytes()
@@ -115,9 +181,10 @@ class JobManager:
                 t.start()
                 self._threads.append(t)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the workers: running optimizations end at their next iteration; every
-        job still queued or running is marked failed, interrupted (as after a crash)."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the workers: running jobs end at their next iteration, network layer or
+        tile; every job still queued or running is marked failed, interrupted (as after
+        a crash)."""
         with self._lock:
             self._stopping = True
             for job_id in list(self._queue):
@@ -128,6 +195,7 @@ class JobManager:
         deadline = time.monotonic() + timeout
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        self._stuck = [t for t in threads if t.is_alive()]
         with self._lock:
             for job in self._jobs.values():
                 if job.status == RUNNING:  # a one-pass method still inside its forward pass
@@ -172,13 +240,24 @@ class JobManager:
         with self._lock:
             return self._previews.get(job_id)
 
+    def busy(self) -> bool:
+        """Whether a worker is still inside a job after :meth:`stop` (a forward pass that
+        does not check for cancellation): the process should then exit without waiting."""
+        return any(t.is_alive() for t in self._stuck)
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            running = sum(1 for j in self._jobs.values() if j.status == RUNNING)
+            running = [j for j in self._jobs.values() if j.status == RUNNING]
             return {"workers": self.workers, "queue_size": self.queue_size,
-                    "queued": len(self._queue), "running": running,
+                    "queued": len(self._queue), "running": len(running),
                     "peak_queued": self.peak_queued, "rejected": self.rejected,
-                    "jobs": len(self._jobs)}
+                    "jobs": len(self._jobs), "stored_bytes": sum(self._sizes.values()),
+                    "memory_reserved": self._reserved()}
+
+    def _reserved(self) -> int:
+        """The memory estimates of the running jobs, together."""
+        return sum((j.estimate or {}).get("bytes", 0) for j in self._jobs.values()
+                   if j.status == RUNNING)
 
     def retry_after(self) -> int:
         """Seconds until a queue slot is likely free: the median recent job time per
@@ -189,9 +268,13 @@ class JobManager:
 
     # ------------------------------------------------------------------ changes
 
-    def check_capacity(self) -> None:
-        """Raise :class:`QueueFull` now if a submission would be refused (before uploads
-        are decoded and stored)."""
+    def check_capacity(self, memory: int = 0) -> None:
+        """Raise now if a submission would be refused (before uploads are decoded and
+        stored): :class:`JobTooLarge` when its memory estimate alone exceeds the budget,
+        :class:`QueueFull` when the queue is at its bound."""
+        if memory > self.memory_budget:
+            raise JobTooLarge(f"this job needs about {gib(memory)} of memory; the studio runs "
+                              f"jobs of up to {gib(self.memory_budget)} (lower the size)")
         with self._lock:
             if len(self._queue) >= self.queue_size:
                 self.rejected += 1
@@ -208,6 +291,7 @@ class JobManager:
                 raise QueueFull(len(self._queue), self.retry_after())
             job.status = QUEUED
             self._jobs[job.id] = job
+            self._sizes[job.id] = self.store.size(job.id)
             self._queue.append(job.id)
             self.peak_queued = max(self.peak_queued, len(self._queue))
             self._changed(job)
@@ -239,6 +323,7 @@ class JobManager:
             del self._jobs[job_id]
             self._versions.pop(job_id, None)
             self._previews.pop(job_id, None)
+            self._sizes.pop(job_id, None)
         self.store.delete(job_id)
 
     def _changed(self, job: Job, persist: bool = True) -> None:
@@ -248,12 +333,14 @@ class JobManager:
                 self.store.save(job)
 
     def _prune(self) -> None:
-        """Keep at most ``keep_jobs`` jobs: the oldest finished ones go first."""
-        excess = len(self._jobs) - self.keep_jobs
-        if excess <= 0:
-            return
+        """Keep at most ``keep_jobs`` jobs and ``keep_bytes`` of their files: the oldest
+        finished ones go first (the newest finished job stays, whatever its size)."""
         finished = sorted((j for j in self._jobs.values() if j.terminal), key=lambda j: j.created)
-        for job in finished[:excess]:
+        total = sum(self._sizes.values())
+        for job in finished[:-1] if finished else []:
+            if len(self._jobs) <= self.keep_jobs and total <= self.keep_bytes:
+                break
+            total -= self._sizes.pop(job.id, 0)
             del self._jobs[job.id]
             self._versions.pop(job.id, None)
             self._previews.pop(job.id, None)
@@ -264,14 +351,25 @@ class JobManager:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._stopping:
-                    self._wake.wait()
+                while not self._stopping and not (self._queue and self._fits(self._queue[0])):
+                    self._wake.wait(1.0)
                 if self._stopping:
                     return
                 job = self._jobs[self._queue.popleft()]
                 job.status, job.started = RUNNING, time.time()
                 self._changed(job)
-            self._run(job)
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._wake.notify_all()  # its memory is free: a waiting job may fit
+
+    def _fits(self, job_id: str) -> bool:
+        """Whether the job's memory estimate fits next to the running jobs' (a job alone
+        always may run: it was admitted below the budget)."""
+        need = (self._jobs[job_id].estimate or {}).get("bytes", 0)
+        reserved = self._reserved()
+        return reserved == 0 or reserved + need <= self.memory_budget
 
     def _run(self, job: Job) -> None:
         start = time.perf_counter()
@@ -295,6 +393,8 @@ class JobManager:
                 last_preview[0] = now
                 preview = self._encode_preview(p.image)
             save = now - last_saved[0] >= 5.0
+            if save and preview is not None:  # on disk before the record that mentions it
+                write_bytes_atomic(self.store.preview_path(job.id), preview)
             with self._lock:
                 if preview is not None:
                     self._previews[job.id] = (p.step, preview)
@@ -305,11 +405,10 @@ class JobManager:
                 self._changed(job, persist=save)
             if save:
                 last_saved[0] = now
-                if preview is not None:
-                    write_bytes_atomic(self.store.preview_path(job.id), preview)
 
         try:
-            result = self._call(job, on_progress)
+            with cancel_when(lambda: job.cancel_requested or self._stopping):
+                result = self._call(job, on_progress)
         except Stop:
             result = None  # a method that let Stop through: cancelled without an image
         except RestyleError as e:
@@ -377,6 +476,9 @@ class JobManager:
             if job.progress is not None:
                 job.progress["elapsed"] = round(time.perf_counter() - start, 3)
             self._changed(job)
+            if job.id in self._jobs:
+                self._sizes[job.id] = self.store.size(job.id)
+                self._prune()
 
     def _encode_preview(self, image) -> bytes:
         img = imaging.to_pil(image)

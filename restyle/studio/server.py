@@ -116,6 +116,7 @@ def setup_logging() -> None:
 
 def main(argv=None) -> int:
     """``restyle studio``: serve the studio until Ctrl-C."""
+    import os
     import sys
     from pathlib import Path
 
@@ -144,6 +145,18 @@ def main(argv=None) -> int:
                         help="largest uploaded image in megapixels (default 40)")
     parser.add_argument("--keep-jobs", type=int, default=500, metavar="N",
                         help="finished jobs kept on disk; the oldest go first (default 500)")
+    parser.add_argument("--keep-mb", type=float, default=2048.0, metavar="MB",
+                        help="disk space the kept jobs may take; the oldest go first "
+                             "(default 2048)")
+    parser.add_argument("--max-job-megapixels", type=float, default=16.8, metavar="MP",
+                        help="largest output of a job in megapixels: its size squared, or "
+                             "W x H (default 16.8, 4096 x 4096)")
+    parser.add_argument("--max-memory-gb", type=float, default=0.0, metavar="GB",
+                        help="memory the running jobs may take together, by their estimates; "
+                             "larger jobs are refused (default: 3/4 of this machine's RAM)")
+    parser.add_argument("--allow-server-paths", action="store_true",
+                        help="accept file paths and URLs on this machine in parameters (init, "
+                             "weights, decoder, model); only for trusted clients")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     ns = parser.parse_args(argv)
     for flag, value, low in (("--port", ns.port, 0), ("--workers", ns.workers, 1),
@@ -154,6 +167,9 @@ def main(argv=None) -> int:
         raise RestyleError(f"--port must be at most 65535, not {ns.port}")
     if not ns.max_upload_mb > 0 or not ns.max_megapixels > 0:
         raise RestyleError("--max-upload-mb and --max-megapixels must be positive")
+    if not ns.keep_mb > 0 or not ns.max_job_megapixels > 0 or not ns.max_memory_gb >= 0:
+        raise RestyleError("--keep-mb and --max-job-megapixels must be positive, "
+                           "--max-memory-gb at least 0")
     data_dir = Path(ns.data_dir).expanduser() if ns.data_dir else cache_dir() / "studio"
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -164,10 +180,13 @@ def main(argv=None) -> int:
     file_bytes = int(ns.max_upload_mb * 2**20)
     limits = Limits(max_file_bytes=file_bytes,
                     max_request_bytes=max(Limits().max_request_bytes, 3 * file_bytes),
-                    max_pixels=int(ns.max_megapixels * 1e6))
+                    max_pixels=int(ns.max_megapixels * 1e6),
+                    max_job_pixels=int(ns.max_job_megapixels * 1e6))
     loopback = is_loopback(ns.host)
     config = StudioConfig(data_dir=data_dir, workers=ns.workers, queue_size=ns.queue_size,
-                          limits=limits, allow_server_paths=loopback, keep_jobs=ns.keep_jobs,
+                          limits=limits, allow_server_paths=ns.allow_server_paths,
+                          keep_jobs=ns.keep_jobs, keep_bytes=int(ns.keep_mb * 2**20),
+                          memory_budget=int(ns.max_memory_gb * 2**30) or None,
                           loopback_only=loopback)
     setup_logging()
     server = StudioServer(config, ns.host, ns.port, log_level="info" if ns.verbose else "warning")
@@ -175,8 +194,16 @@ def main(argv=None) -> int:
     print(f"  jobs and results in {data_dir}; {ns.workers} worker(s), queue of "
           f"{ns.queue_size}; Ctrl-C stops", flush=True)
     if not loopback:
-        print("  warning: listening beyond this machine: anyone who can reach it can run jobs "
-              "(paths on this machine are refused in parameters)", file=sys.stderr, flush=True)
+        print("  warning: listening beyond this machine: anyone who can reach it can run jobs",
+              file=sys.stderr, flush=True)
+    if ns.allow_server_paths:
+        print("  warning: --allow-server-paths: clients may make the server read its files "
+              "and fetch URLs", file=sys.stderr, flush=True)
     server.serve_forever()
     print("restyle studio: stopped", flush=True)
+    if server.manager.busy():
+        # a job still inside a pass that cannot be interrupted: its thread would be torn
+        # down mid-computation at interpreter exit (an abort); its record says interrupted
+        sys.stderr.flush()
+        os._exit(0)
     return 0

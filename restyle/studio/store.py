@@ -21,11 +21,13 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .. import fsio
+from ..errors import RestyleError
 
 log = logging.getLogger("restyle.studio")
 
@@ -39,12 +41,9 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a file through a temporary file and a rename; failures are logged, not raised
     (previews and thumbnails can always be made again)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        log.warning("cannot write %s: %s", path, e)
+        fsio.write_bytes(path, data)
+    except RestyleError as e:
+        log.warning("%s", e)
 
 
 def new_id() -> str:
@@ -82,6 +81,8 @@ class Job:
     cancel_requested: bool = False
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None  # {"width", "height", "bytes"}
+    #: {"pixels": output pixels, "bytes": memory estimate} (see jobs.job_estimate)
+    estimate: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -140,14 +141,7 @@ class JobStore:
         folder = self.job_dir(job.id)
         if not folder.is_dir():
             return  # deleted meanwhile
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".job.", suffix=".json.tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(job.to_json(), f, indent=1)
-            os.replace(tmp, folder / "job.json")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        fsio.write_text(folder / "job.json", json.dumps(job.to_json(), indent=1))
 
     def load_all(self) -> list[Job]:
         """Every readable job, oldest first; unreadable folders are logged and skipped."""
@@ -155,6 +149,7 @@ class JobStore:
         for folder in self.root.iterdir():
             if not folder.is_dir() or not valid_id(folder.name):
                 continue
+            fsio.clean_stale_temps(folder)  # what a killed server was writing
             record = folder / "job.json"
             try:
                 job = Job.from_json(json.loads(record.read_text()))
@@ -175,3 +170,14 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def size(self, job_id: str) -> int:
+        """Bytes of the job's files on disk."""
+        total = 0
+        for root, _dirs, files in os.walk(self.job_dir(job_id)):
+            for name in files:
+                try:
+                    total += os.stat(os.path.join(root, name)).st_size
+                except OSError:
+                    pass
+        return total

@@ -4,9 +4,14 @@ A request body larger than ``max_request_bytes`` is refused with 413 before it i
 (by its Content-Length) or as soon as it passes the limit (chunked bodies). Each file is
 then checked on its own: bytes (413), pixel count read from the header before decoding
 (413), and whether it decodes at all (422). Accepted images are decoded with restyle's
-one image loader and written as PNG under a name the server chooses
-(``content.png``, ``style-0.png``, ``mask-object_mask-0.png``); the client's file name
-is kept only as a display label.
+one image loader and written under a name the server chooses (``content.png``,
+``style-0.png``, ``mask-object_mask-0.png``); the client's file name is kept only as a
+display label. The stored copy is PNG, or a JPEG of quality 95 (no chroma subsampling)
+when the PNG would be more than twice the upload (a photo uploaded as JPEG), so the store
+grows by about what was uploaded, not ten times that. Masks are always PNG.
+
+Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) is never changed: the
+pixel check is done per call, on the size read from the header.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.exceptions import HTTPException
 
-from .. import imaging
+from .. import fsio, imaging
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Limits:
     max_file_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_styles: int = 8
+    #: pixels of a job's output (its size parameter: long side squared, or W x H)
+    max_job_pixels: int = 4096 * 4096
 
 
 class UploadError(Exception):
@@ -54,10 +61,14 @@ def _open_checked(data: bytes, what: str, limits: Limits) -> Image.Image:
     if len(data) > limits.max_file_bytes:
         raise UploadError(413, f"{what} is {size_text(len(data))}; the studio accepts files "
                                f"up to {size_text(limits.max_file_bytes)}")
-    previous = Image.MAX_IMAGE_PIXELS
+    too_large = UploadError(413, f"{what} has more than {limits.max_pixels / 1e6:.0f} "
+                                 "megapixels, the most the studio accepts")
     try:
-        Image.MAX_IMAGE_PIXELS = None  # the pixel check below is ours, before decoding
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            # the header's size is checked below, per call; Pillow's process-wide limit
+            # is left as it is (it still refuses what is far beyond it)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > limits.max_pixels:
             raise UploadError(413, f"{what} is {w}x{h} ({w * h / 1e6:.1f} megapixels); the "
@@ -69,24 +80,33 @@ def _open_checked(data: bytes, what: str, limits: Limits) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except UploadError:
         raise
+    except Image.DecompressionBombError:
+        raise too_large from None
     except UnidentifiedImageError:
         raise UploadError(422, f"{what} is not an image file restyle can read") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UploadError(422, f"{what} is damaged or truncated ({e})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
 
 
-def store_image(data: bytes, what: str, path: Path, limits: Limits) -> tuple[int, int]:
-    """Check and decode an uploaded image, write it as RGB PNG to ``path``; (w, h)."""
+def store_image(data: bytes, what: str, path: Path, limits: Limits
+                ) -> tuple[str, tuple[int, int]]:
+    """Check and decode an uploaded image and store it as RGB at ``path`` (a .png name):
+    PNG, or JPEG (quality 95, no chroma subsampling; the name's suffix becomes .jpg) when
+    the PNG would be more than twice the upload. Returns the file name and (w, h)."""
     img = imaging.load_image(_open_checked(data, what, limits), what)
-    imaging.save_image(img, path)
-    return img.size
+    png = imaging.image_bytes(img, "PNG")
+    if len(png) > max(2 * len(data), 256 * 1024):
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=95, subsampling=0)
+        path, png = path.with_suffix(".jpg"), buf.getvalue()
+    fsio.write_bytes(path, png)
+    return path.name, img.size
 
 
-def store_mask(data: bytes, what: str, path: Path, limits: Limits) -> tuple[int, int]:
+def store_mask(data: bytes, what: str, path: Path, limits: Limits
+               ) -> tuple[str, tuple[int, int]]:
     """Like :func:`store_image`, but transparency counts as outside the region: alpha is
-    composited on black (an image loader would put it on white)."""
+    composited on black (an image loader would put it on white); always PNG."""
     img = _open_checked(data, what, limits)
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
@@ -94,7 +114,7 @@ def store_mask(data: bytes, what: str, path: Path, limits: Limits) -> tuple[int,
         img = Image.alpha_composite(black, rgba)
     img = imaging.load_image(img, what)
     imaging.save_image(img, path)
-    return img.size
+    return path.name, img.size
 
 
 def parse_json(text: str | None, what: str, kind: type, default):
