@@ -21,6 +21,9 @@ from .methods import Inputs, get_method
 from .optimize import Progress
 from .params import make
 
+#: The method ``transfer`` (and ``restyle transfer``) uses when none is named.
+DEFAULT_TRANSFER = "anytime"
+
 
 def _styles(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     if isinstance(style, (list, tuple)):
@@ -82,9 +85,11 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     Remaining keyword arguments are the method's parameters, e.g. ``size=512,
     strength=0.7, preserve_color="luminance"``. ``method`` defaults to ``"network"`` (a
     trained style network; the styles are names in it, blends as ``"a:0.3,b:0.7"``) when
-    ``model=`` is given, else ``"gatys"``. Returns a PIL RGB image.
+    ``model=`` is given, else ``"anytime"`` (a one-pass result refined by optimization for
+    ``budget=`` seconds; ``method="gatys"`` optimises for its iterations). Returns a PIL
+    RGB image.
     """
-    method = method or ("network" if params.get("model") else "gatys")
+    method = method or ("network" if params.get("model") else DEFAULT_TRANSFER)
     styles = _styles(style)
     if not styles:
         raise RestyleError("give at least one style image")
@@ -95,7 +100,13 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
         imaging.load_image(content, "content image"),
         [imaging.load_image(s, "style image") for s in styles],
-        _weights(len(styles), style_weights)), [content, styles])
+        _weights(len(styles), style_weights), style_file_names(styles)), [content, styles])
+
+
+def style_file_names(styles: Sequence[ImageLike]) -> list[str]:
+    """The file name (without folder and extension) of each style given as a path, "" for
+    the others: how a method recognises a painting (e.g. one a trained network knows)."""
+    return [Path(s).stem if isinstance(s, (str, os.PathLike)) else "" for s in styles]
 
 
 def style_sheet(content: ImageLike, *, model: str = "", size: int = 256, columns: int = 0,

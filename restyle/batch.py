@@ -414,11 +414,12 @@ class Runner:
         return result
 
     def _image(self, path: Path, out: Path, result: dict) -> None:
+        from .api import style_file_names
         from .methods import Inputs
         content = imaging.load_image(path, "input image")
         result["stage"] = "method"
         inputs = Inputs(content, self.styles, self._weights(),
-                        self.job.styles if self.by_name else [])
+                        self.job.styles if self.by_name else style_file_names(self.job.styles))
         result = self.method.run(inputs, self.params)
         out.parent.mkdir(parents=True, exist_ok=True)
         imaging.save_image(imaging.to_pil(result), out, overwrite=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -43,9 +44,11 @@ class ProgressPrinter:
                 from tqdm import tqdm
                 self.bar = tqdm(total=p.steps, unit="it", file=sys.stderr, dynamic_ncols=True,
                                 leave=False)
-            self.bar.set_description(f"level {p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}")
-            self.bar.set_postfix({k: f"{v:.3g}" for k, v in {"loss": p.loss, **p.parts}.items()},
-                                 refresh=False)
+            left = "" if p.remaining is None else f", {p.remaining:.0f} s left"
+            self.bar.set_description(f"level {p.level + 1}/{p.levels} {p.size[1]}x{p.size[0]}"
+                                     f"{left}")
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in {"loss": p.loss, **p.parts}.items()
+                                  if math.isfinite(v)}, refresh=False)
             self.bar.update(p.step - self.bar.n)
         if self.snapshot_every and p.step % self.snapshot_every == 0 and self.snapshot_dir:
             self.snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -165,13 +168,14 @@ def parse_style_options(styles: Sequence[str], style_opts: Sequence[str], style_
 
 
 def cmd_transfer(argv: Sequence[str]) -> int:
-    from .api import transfer
+    from .api import DEFAULT_TRANSFER, transfer
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default=None)
     pre.add_argument("--model", default=None)
     known, _ = pre.parse_known_args(argv)
     # --model NAME means "a trained style network", unless a method is named
-    method = command_method(known.method or ("network" if known.model else "gatys"), "transfer")
+    method = command_method(known.method or ("network" if known.model else DEFAULT_TRANSFER),
+                            "transfer")
     by_name = method.style_kind == "name"
     parser = ArgumentParser(
         prog="restyle transfer",
@@ -479,21 +483,28 @@ def _free_name(path: Path) -> Path:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
-    from .api import transfer
+    from .api import DEFAULT_TRANSFER, transfer
     parser = ArgumentParser(
         prog="restyle demo",
         description="The built-in example: scikit-image's astronaut photo in the style of "
-                    "restyle's own demo painting (Gatys, 512 px). Needs no input files.")
+                    "restyle's own demo painting (512 px, the default method: a one-pass "
+                    "result refined by optimization for --budget seconds). Needs no input "
+                    "files.")
     parser.add_argument("-o", "--output", default=None,
                         help="output image (default: restyle-demo.png here, never overwritten)")
     parser.add_argument("--size", type=int, default=512, help="long side in pixels")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="seconds for the transfer (default: the anytime method's, "
+                             f"{get_method(DEFAULT_TRANSFER).Params.budget:g})")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ns = parser.parse_args(argv)
     from skimage import data
     out = imaging.check_output_path(ns.output) if ns.output else _free_name(Path("restyle-demo.png"))
     ns.snapshot_every, ns.json = 0, False
+    budget = {} if ns.budget is None else {"budget": ns.budget}
     _run_with_progress(lambda cbs, o: transfer(data.astronaut(), ASSETS / "demo_style.jpg",
-                                               size=ns.size, output=o, callbacks=cbs), ns, out, {})
+                                               size=ns.size, output=o, callbacks=cbs, **budget),
+                       ns, out, {})
     return 0
 
 

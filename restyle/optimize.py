@@ -83,7 +83,11 @@ def cpu_supports_bf16() -> bool:
             flags = f.read()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        return False
+    # PyTorch's own kernels may be held to AVX2 (ATEN_CPU_CAPABILITY=avx2, how an AVX2-only
+    # laptop is emulated): bfloat16 is then hundreds of times slower than fp32, as there
+    return torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "NO AVX", "AVX2")
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> bool:
@@ -112,9 +116,12 @@ class Progress:
     parts: dict[str, float]
     image: torch.Tensor  # current image (do not modify)
     elapsed: float
+    remaining: float | None = None  # seconds to the run's deadline, if it has one
 
 
-Stop = runtime.Stop  # raised by a callback to end the optimization early, keeping the image
+# raised by a callback to end the optimization early, keeping the image (the Engine raises it
+# too when its deadline comes)
+Stop = runtime.Stop
 
 
 Callback = Callable[[Progress], None]
@@ -146,12 +153,25 @@ class Guide:
         return Objective()
 
 
+#: Iterations over which :class:`Engine`'s plateau test measures the loss's progress.
+PLATEAU_WINDOW = 20
+
+
 class Engine:
-    """Minimises an :class:`Objective` over an image's pixels."""
+    """Minimises an :class:`Objective` over an image's pixels.
+
+    Two stopping rules besides the iteration count, for runs held to a time budget:
+    ``deadline`` (a :func:`time.perf_counter` instant) ends the whole run with
+    :class:`Stop` before an iteration that would finish after it (each iteration is
+    expected to take as long as the previous one); ``plateau`` ends a run (one pyramid
+    level) whose best loss fell by less than that fraction over the last
+    :data:`PLATEAU_WINDOW` iterations. Either way the result is the last evaluated image.
+    """
 
     def __init__(self, vgg: VGG, optimizer: str = "lbfgs", lr: float | None = None,
                  precision: str = "auto", callbacks: Sequence[Callback] = (),
-                 line_search: str | None = None):
+                 line_search: str | None = None, deadline: float | None = None,
+                 plateau: float = 0.0):
         if optimizer not in ("lbfgs", "adam"):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}")
         self.vgg = vgg
@@ -162,14 +182,21 @@ class Engine:
         if line_search not in (None, "strong_wolfe"):
             raise ValueError(f"line_search must be None or 'strong_wolfe', not {line_search!r}")
         self.line_search = line_search
+        self.deadline = deadline
+        if not plateau >= 0:
+            raise ValueError(f"plateau must be a fraction >= 0, not {plateau!r}")
+        self.plateau = plateau
 
     @classmethod
-    def from_params(cls, vgg: VGG, p, callbacks: Sequence[Callback] = ()) -> "Engine":
+    def from_params(cls, vgg: VGG, p, callbacks: Sequence[Callback] = (),
+                    deadline: float | None = None) -> "Engine":
         """The engine a method's parameters ask for (``optimizer``, ``lr`` with 0 meaning
-        the optimizer's default, ``precision`` and ``line_search`` where the method has them)."""
+        the optimizer's default, ``precision``, ``line_search`` and ``plateau`` where the
+        method has them), ending by ``deadline`` if given."""
         line_search = getattr(p, "line_search", "none")
         return cls(vgg, getattr(p, "optimizer", "lbfgs"), getattr(p, "lr", 0) or None,
-                   p.precision, callbacks, None if line_search == "none" else line_search)
+                   p.precision, callbacks, None if line_search == "none" else line_search,
+                   deadline, getattr(p, "plateau", 0.0))
 
     def loss(self, image: torch.Tensor, objective: Objective) -> tuple[torch.Tensor, dict]:
         layers = objective.layers
@@ -178,15 +205,20 @@ class Engine:
         return objective.evaluate(features, image)
 
     def run(self, init: torch.Tensor, objective: Objective, iterations: int,
-            progress: Callable[[int, float, dict, torch.Tensor], None] | None = None) -> torch.Tensor:
+            progress: Callable[[int, float, dict, torch.Tensor], None] | None = None,
+            expected: float = 0.0) -> torch.Tensor:
         """Optimise from ``init`` for ``iterations`` loss evaluations; returns the image.
 
         ``progress(iteration, loss, parts, image)`` is called after each one. The
         image is kept in [0, 1] by clamping (Adam) or at the end (L-BFGS, whose
-        curvature history clamping would disturb).
+        curvature history clamping would disturb). Past the deadline :class:`Stop` is
+        raised, before any evaluation if the first, ``expected`` to take that many seconds,
+        would end after it; on a plateau the run ends early (see the class).
         """
         image = init.detach().clone().float().requires_grad_(True)
-        state = {"evals": 0}
+        state: dict = {"evals": 0, "last": time.perf_counter(), "best": []}
+        if self.deadline is not None and state["last"] + expected >= self.deadline:
+            raise Stop
 
         def evaluate():
             runtime.check_cancelled()
@@ -199,6 +231,7 @@ class Engine:
             state["evals"] += 1
             if progress is not None:
                 progress(state["evals"], loss, parts, image.detach())
+            self._check_stops(state, loss)
             return total.detach()
 
         if self.optimizer == "lbfgs":
@@ -214,18 +247,42 @@ class Engine:
 
             while state["evals"] < iterations:
                 before = state["evals"]
-                opt.step(closure)
+                try:
+                    opt.step(closure)
+                except _Plateau:
+                    break
                 if state["evals"] == before:
                     break
         else:
             opt = torch.optim.Adam([image], lr=self.lr)
             for _ in range(iterations):
                 opt.zero_grad(set_to_none=True)
-                evaluate()
+                try:
+                    evaluate()
+                except _Plateau:
+                    break
                 opt.step()
                 with torch.no_grad():
                     image.clamp_(0, 1)
         return image.detach().clamp(0, 1)
+
+    def _check_stops(self, state: dict, loss: float) -> None:
+        """After an evaluation: :class:`Stop` if the next one would end past the deadline,
+        :class:`_Plateau` if the loss has stopped falling."""
+        now = time.perf_counter()
+        if self.deadline is not None and now + (now - state["last"]) > self.deadline:
+            raise Stop
+        state["last"] = now
+        if self.plateau > 0:
+            best = state["best"]
+            best.append(min(loss, best[-1]) if best else loss)
+            if (len(best) > PLATEAU_WINDOW
+                    and best[-PLATEAU_WINDOW - 1] - best[-1] < self.plateau * abs(best[-1])):
+                raise _Plateau
+
+
+class _Plateau(Exception):
+    """Internal: the loss stopped falling; :meth:`Engine.run` returns the current image."""
 
 
 def pyramid_sizes(height: int, width: int, min_side: int = 256, levels: int | None = None
@@ -260,6 +317,13 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
         sizes, iterations = g.schedule(list(sizes), list(iterations))
     steps = sum(iterations)
     done = 0
+
+    def finish(image: torch.Tensor) -> torch.Tensor:  # stopped early: the image at full size
+        image = image.detach().clamp(0, 1)
+        if image.shape[-2:] != tuple(sizes[-1]):
+            image = resize_tensor(image, sizes[-1], wrap=wrap)
+        return image
+
     start = time.perf_counter()
     image: torch.Tensor | None = None
     for level, (size, n) in enumerate(zip(sizes, iterations)):
@@ -271,25 +335,30 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
             image = resize_tensor(image, size, wrap=wrap)
         if n <= 0:
             continue
+        if engine.deadline is not None and time.perf_counter() >= engine.deadline:
+            return finish(image)  # no time left for this level's targets
+        built = time.perf_counter()
         objective = make_objective(size)
         for g in guides:
             objective = objective + g.terms(size)
+        # the level's targets cost about one evaluation (network passes at this size): the
+        # deadline's estimate of the first evaluation, before one has been timed
+        built = time.perf_counter() - built
 
         def report(i, loss, parts, img, level=level, size=size, n=n):
             nonlocal image
             image = img
+            now = time.perf_counter()
             p = Progress(level, len(sizes), i, n, done + i, steps, size, loss, parts, img,
-                         time.perf_counter() - start)
+                         now - start, None if engine.deadline is None
+                         else max(0.0, engine.deadline - now))
             for cb in engine.callbacks:
                 cb(p)
 
         try:
-            image = engine.run(image, objective, n, report)
+            image = engine.run(image, objective, n, report, expected=built)
         except Stop:
-            image = image.detach().clamp(0, 1)
-            if image.shape[-2:] != tuple(sizes[-1]):
-                image = resize_tensor(image, sizes[-1], wrap=wrap)
-            return image
+            return finish(image)
         done += n
     assert image is not None
     return image
@@ -307,8 +376,11 @@ class PyramidProblem:
     def finish(self, out: torch.Tensor) -> torch.Tensor:
         return out
 
-    def solve(self, callbacks: Sequence[Callback] = ()) -> torch.Tensor:
-        engine = Engine.from_params(self.vgg, self.p, callbacks)
+    def solve(self, callbacks: Sequence[Callback] = (), deadline: float | None = None
+              ) -> torch.Tensor:
+        """The optimised image; with a ``deadline`` (a :func:`time.perf_counter` instant)
+        the image reached by then (see :class:`Engine`)."""
+        engine = Engine.from_params(self.vgg, self.p, callbacks, deadline)
         torch.manual_seed(self.p.seed)
         out = run_pyramid(engine, self.sizes, self.iterations,
                           lambda size: self.objective(size, engine.bf16), self.init)

@@ -673,7 +673,7 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
     :class:`VideoParams` (``temporal="on"``, ``blend``, ``frames``, ...). Everything is
     validated before any file is written; see the module docstring for the rest.
     """
-    from .api import _weights, parse_style_names
+    from .api import _weights, parse_style_names, style_file_names
     from .methods import get_transfer_method
 
     m = get_transfer_method(method, "video")
@@ -695,7 +695,7 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
         names, weights = parse_style_names(style_list, style_weights)
         style_images, style_ids = [], names
     else:
-        names = []
+        names = style_file_names(style_list)
         style_images = [imaging.load_image(s, "style image") for s in style_list]
         weights = _weights(len(style_images), style_weights)
         style_ids = _digest_images(style_images)

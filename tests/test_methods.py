@@ -13,7 +13,8 @@ from restyle.methods import all_methods, get_method
 
 from .conftest import stripes
 
-FAST = dict(size=64, iterations=25, min_size=0)
+# Gatys's own behaviour (the default transfer method is anytime; see test_anytime.py)
+FAST = dict(method="gatys", size=64, iterations=25, min_size=0)
 
 
 def style_distance(img, style, layers=("relu1_1", "relu2_1", "relu3_1")):

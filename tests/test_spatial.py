@@ -19,7 +19,7 @@ from restyle.style_losses import get_style_loss, style_targets
 from .conftest import stripes
 
 # three style layers: the network stops early, which keeps the optimizations fast
-FAST = dict(size=64, iterations=20, min_size=0, style_layers="relu1_1,relu2_1,relu3_1")
+FAST = dict(method="gatys", size=64, iterations=20, min_size=0, style_layers="relu1_1,relu2_1,relu3_1")
 
 
 def save_mask(path, array):

@@ -408,6 +408,17 @@ def test_gatys_job_streams_progress_and_gives_a_png(client, server):
     assert [j["id"] for j in listed] == [job["id"]]
 
 
+def test_anytime_job_reports_its_time_budget(client):
+    job = client.submit("anytime", {"size": 32, "budget": 120, "iterations": 3},
+                        content=photo_png(48), styles=[flat_png()])[2]
+    events = client.events(job["id"])
+    assert events[-1]["status"] == "done", events[-1]
+    steps = [e["progress"] for e in events if e.get("progress")]
+    assert steps[-1]["step"] == 3  # the one-pass start (step 0), then the refinement
+    assert all(0 <= p["remaining"] <= 120 for p in steps)  # the bar follows the budget
+    assert any("preview" in e["links"] for e in events)
+
+
 def test_one_pass_network_method_with_model_styles(tmp_path, monkeypatch):
     from restyle.nets.stylenet import StyleNet
     folder = tmp_path / "models"

@@ -197,7 +197,7 @@ def test_blending_matches_the_mixture_of_styles(name):
 
 # three layers: the network stops at relu3_1, which keeps eight optimizations fast
 LAYERS = "relu1_1,relu2_1,relu3_1"
-FAST = dict(size=64, iterations=15, min_size=0, strength=0.8, style_layers=LAYERS)
+FAST = dict(method="gatys", size=64, iterations=15, min_size=0, strength=0.8, style_layers=LAYERS)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -228,7 +228,7 @@ def test_each_loss_at_strength_one_half_on_real_images(name):
     from .conftest import shared
     photo = shared("content", "tubingen.jpg")
     painting = shared("styles", "starry_night.jpg")
-    out = restyle.transfer(photo, painting, size=256, style_loss=name)
+    out = restyle.transfer(photo, painting, method="gatys", size=256, style_loss=name)
     c = imaging.load_image(photo).resize(out.size, Image.LANCZOS)
     vgg = get_vgg()
     feats = lambda im: vgg(imaging.to_tensor(im), ["relu4_2"])["relu4_2"]

@@ -27,7 +27,8 @@ class Inputs:
     content: Image.Image | None
     styles: list[Image.Image]
     style_weights: list[float]
-    #: for methods whose styles are names inside a trained model (``style_kind = "name"``)
+    #: for methods whose styles are names inside a trained model (``style_kind = "name"``);
+    #: for the others the styles' file names where they came from files ("" otherwise)
     style_names: list[str] = field(default_factory=list)
 
 
@@ -103,4 +104,4 @@ def parse_settings(specs: Sequence[str], methods: Sequence[str], role: str = "ch
 
 
 def _load_builtin() -> None:
-    from . import adain, analogy, dream, gatys, mrf, network, portilla, portrait, style_swap, texture, wct  # noqa: F401  (registration side effect)
+    from . import adain, analogy, anytime, dream, gatys, mrf, network, portilla, portrait, style_swap, texture, wct  # noqa: F401  (registration side effect)

@@ -15,6 +15,7 @@ Gram: mixing the Gram matrices with the given weights).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -208,21 +209,41 @@ class Gatys(Method):
     Params = GatysParams
 
     def run(self, inputs: Inputs, params: GatysParams, callbacks=()) -> torch.Tensor:
-        if inputs.content is None:
-            raise RestyleError("gatys needs a content image")
-        if not inputs.styles:
-            raise RestyleError("gatys needs at least one style image")
-        w, h = imaging.fit_size(*inputs.content.size, params.size)
-        content = imaging.to_tensor(imaging.resize(inputs.content, (w, h)))
-        styles = [imaging.to_tensor(s) for s in inputs.styles]
-        regions = plan_regions(content, inputs.content.size, len(styles), inputs.style_weights,
-                               masks=params.masks, style_masks=params.style_masks,
-                               object_mask=params.object_mask, box=params.box,
-                               invert=params.invert_mask, styles=styles)
-        if params.auto:
-            from ..autotune import report, tune
-            result = tune(content, styles, inputs.style_weights, params, regions)
-            report(callbacks, result)
-            params = result.params
+        content, styles, regions = prepare(inputs, params, self.name)
+        params = auto_tuned(params, content, styles, inputs.style_weights, regions, callbacks)
         return stylize_by_optimization(content, styles, inputs.style_weights, params, callbacks,
                                        regions)
+
+
+def prepare(inputs: Inputs, params: GatysParams, method: str
+            ) -> tuple[torch.Tensor, list[torch.Tensor], list[Region]]:
+    """The content at the output size, the styles and the masked regions of a transfer
+    with Gatys's parameters (``method`` names the method in errors)."""
+    if inputs.content is None:
+        raise RestyleError(f"{method} needs a content image")
+    if not inputs.styles:
+        raise RestyleError(f"{method} needs at least one style image")
+    w, h = imaging.fit_size(*inputs.content.size, params.size)
+    content = imaging.to_tensor(imaging.resize(inputs.content, (w, h)))
+    styles = [imaging.to_tensor(s) for s in inputs.styles]
+    regions = plan_regions(content, inputs.content.size, len(styles), inputs.style_weights,
+                           masks=params.masks, style_masks=params.style_masks,
+                           object_mask=params.object_mask, box=params.box,
+                           invert=params.invert_mask, styles=styles)
+    return content, styles, regions
+
+
+def auto_tuned(params: GatysParams, content: torch.Tensor, styles: list[torch.Tensor],
+               style_weights: list[float], regions: list[Region], callbacks=()) -> GatysParams:
+    """``params`` with ``--auto``'s choices (restyle/autotune.py) when it is on, else as
+    given; the callbacks hear what was chosen."""
+    if not params.auto:
+        return params
+    from ..autotune import TUNED, report, tune
+    trial = {f.name: getattr(params, f.name) for f in dataclasses.fields(GatysParams)}
+    if type(params) is not GatysParams:  # a method built on Gatys (anytime): its own start
+        trial["init"] = "content"        # (a one-pass result) is not a Gatys init
+    result = tune(content, styles, style_weights, GatysParams(**trial), regions)
+    report(callbacks, result)
+    return dataclasses.replace(params, auto=False,
+                               **{k: getattr(result.params, k) for k in TUNED})

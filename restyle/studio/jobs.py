@@ -385,6 +385,8 @@ class JobManager:
                         "size": [int(p.size[1]), int(p.size[0])], "loss": _finite(p.loss),
                         "parts": {k: _finite(v) for k, v in p.parts.items()},
                         "elapsed": round(now - start, 3)}
+            if p.remaining is not None:  # a run with a time budget (anytime)
+                progress["remaining"] = round(p.remaining, 3)
             preview = None
             final = p.step == p.steps or p.iteration == p.iterations
             if final or now - last_preview[0] >= self.preview_interval:

@@ -88,6 +88,9 @@ function formatSeconds(s) {
 function progressFraction(job) {
   if (job.status === "done") return 1;
   const p = job.progress;
+  if (p && p.remaining !== undefined && p.elapsed !== undefined) {  // a time budget
+    return Math.min(1, p.elapsed / Math.max(1e-6, p.elapsed + p.remaining));
+  }
   if (!p || !p.steps) return null;
   return Math.min(1, p.step / p.steps);
 }
@@ -191,7 +194,8 @@ function renderMethods() {
       text: `${m.name} — ${m.live_preview ? "live preview" : "one pass"}` }));
   }
   const saved = localStorage.getItem("restyle.method");
-  select.value = S.byName[saved] ? saved : (S.byName.gatys ? "gatys" : S.methods[0].name);
+  select.value = S.byName[saved] ? saved
+    : (S.byName.anytime ? "anytime" : S.byName.gatys ? "gatys" : S.methods[0].name);
   selectMethod(select.value);
 }
 
@@ -757,7 +761,11 @@ function update(job) {
   text.className = `status-text ${job.status}`;
   const p = job.progress;
   const meta = [];
-  if (p && p.steps) {
+  if (p && p.remaining !== undefined) {
+    meta.push(p.step ? `iteration ${p.step}` : "one-pass start");
+    meta.push(`${formatSeconds(p.remaining)} left`);
+    if (p.size) meta.push(`${p.size[0]}×${p.size[1]}`);
+  } else if (p && p.steps) {
     meta.push(`step ${p.step}/${p.steps}`);
     if (p.levels > 1) meta.push(`level ${p.level + 1}/${p.levels}`);
     if (p.size) meta.push(`${p.size[0]}×${p.size[1]}`);

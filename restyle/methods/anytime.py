@@ -1,0 +1,154 @@
+"""Anytime stylization: a one-pass result at once, refined by optimization within a budget.
+
+The run starts from the best one-pass estimate for the style: the trained style network
+when the style painting is one of its styles (matched by file name, as ``restyle bench``
+does), else the distilled AdaIN (``adain-lite``), which takes any style image. That image
+is then the starting point of the Gatys optimization (restyle.methods.gatys: the same
+objective, style statistic, masks, colour preservation) at the final size, which runs
+until ``budget`` seconds have passed since the start of the call, or the loss stops
+falling, or ``iterations`` are done. The result at any moment is a finished picture:
+callbacks get the start image first (step 0) and then the image after every
+iteration, so the studio and ``--snapshot-every`` show the one-pass result at once and
+the refinement as it goes. ``budget=0`` returns the one-pass start.
+
+The start is the one-pass method's output at the strength that lands nearest the
+optimum of the objective (:func:`start_strength`); the refinement moves it to the
+balance of content and style that ``strength`` sets, as Gatys's does.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import imaging
+from ..errors import RestyleError
+from ..optimize import Progress
+from ..params import make, param
+from . import Inputs, Method, get_method, register
+from .gatys import GatysParams, GatysProblem, auto_tuned, prepare
+
+#: The one-pass methods a run may start from (``init``), besides Gatys's own starts.
+ONE_PASS_STARTS = ("adain-lite", "adain", "network")
+
+
+@dataclass
+class AnytimeParams(GatysParams):
+    budget: float = param(20.0, "seconds for the whole transfer: the one-pass start, then "
+                          "optimization until this much time has passed (0: the one-pass "
+                          "start only)", min=0.0, max=86400.0, metavar="SECONDS")
+    init: str = param("auto", "start image: auto (the trained network when the style painting "
+                      "is one of its styles, else adain-lite), adain-lite, adain, network, "
+                      "content, noise, or the path of an image",
+                      metavar="auto|adain-lite|adain|network|content|noise|PATH")
+    iterations: int = param(1000, "at most this many optimizer iterations (the budget or a "
+                            "plateau usually ends the run first)", min=0, max=100000)
+    min_size: int = param(0, "0: refine at the final size only; else a pyramid from this long "
+                          "side (the start is resized to its first level)", min=0,
+                          max=imaging.MAX_SIDE)
+    plateau: float = param(0.001, f"end early when the loss fell by less than this fraction "
+                           f"over the last 20 iterations (0: use the whole budget)",
+                           min=0.0, max=1.0)
+    model: str = param("", "style network for init network/auto: a name from `restyle models` "
+                       "or a .safetensors path (default: painters)", metavar="NAME|PATH")
+
+
+def start_strength(strength: float) -> float:
+    """The one-pass strength the refinement starts from, for the objective's ``strength``.
+
+    Gatys's strength 0.5 is the classic balance, whose optimum is about as stylised as a
+    one-pass method at full strength; lower strengths move the start towards the photo in
+    proportion."""
+    return min(1.0, 2.0 * strength)
+
+
+def network_styles(inputs: Inputs, model: str) -> list[str] | None:
+    """The styles of the trained network ``model`` that the style images are (by file
+    name), or None when one of them is not in it (or no network is installed)."""
+    from ..methods.network import default_model
+    from ..nets.stylenet import get_stylenet
+    if len(inputs.style_names) != len(inputs.styles) or not all(inputs.style_names):
+        return None
+    try:
+        styles = get_stylenet(model or default_model()).styles
+    except RestyleError:
+        return None
+    names = [Path(n).stem for n in inputs.style_names]
+    return names if all(n in styles for n in names) else None
+
+
+def choose_start(inputs: Inputs, p: AnytimeParams) -> str:
+    """The one-pass method a run starts from, or "" for Gatys's own init (content, noise,
+    an image file)."""
+    if p.init == "auto":
+        spatial = p.masks or p.style_masks or p.object_mask or p.box
+        if not spatial and network_styles(inputs, p.model) is not None:
+            return "network"
+        return "adain-lite"
+    return p.init if p.init in ONE_PASS_STARTS else ""
+
+
+def one_pass_start(method: str, inputs: Inputs, p: AnytimeParams) -> torch.Tensor:
+    """The output of the one-pass ``method`` at the final size, colours and masks as asked."""
+    common = {"size": p.size, "strength": start_strength(p.strength),
+              "precision": p.precision, "preserve_color": p.preserve_color}
+    m = get_method(method)
+    if method == "network":
+        names = network_styles(inputs, p.model)
+        if names is None:
+            raise RestyleError("init network: the style network has no style named like the "
+                               "style image(s) (see `restyle models`); use --init adain-lite")
+        return m.run(Inputs(inputs.content, [], inputs.style_weights, names),
+                     make(m.Params, model=p.model, **common))
+    return m.run(inputs, make(m.Params, masks=p.masks, **common))
+
+
+@register
+class Anytime(Method):
+    name = "anytime"
+    family = "image-optimization"
+    task = "transfer"
+    summary = ("a one-pass result at once (trained network or adain-lite), refined by Gatys "
+               "optimization at the final size until --budget seconds or a plateau")
+    Params = AnytimeParams
+
+    def run(self, inputs: Inputs, params: AnytimeParams, callbacks=()) -> torch.Tensor:
+        begin = time.perf_counter()
+        content, styles, regions = prepare(inputs, params, self.name)
+        h, w = content.shape[-2:]
+        problem = AnytimeProblem(content, styles, inputs.style_weights, params, regions)
+        method = choose_start(inputs, params)
+        if method:
+            start = one_pass_start(method, inputs, params)
+            if tuple(start.shape[-2:]) != (h, w):
+                start = imaging.resize_tensor(start, (h, w))
+            problem.start = start
+            now = time.perf_counter()
+            report = Progress(0, 1, 0, params.iterations, 0, params.iterations, (h, w),
+                              float("nan"), {}, start, now - begin,
+                              max(0.0, begin + params.budget - now))
+            for cb in callbacks:
+                cb(report)
+        if params.auto:  # the trials come out of the budget, after the start is shown
+            start = problem.start
+            problem = AnytimeProblem(content, styles, inputs.style_weights,
+                                     auto_tuned(params, content, styles, inputs.style_weights,
+                                                regions, callbacks), regions)
+            problem.start = start
+        return problem.solve(callbacks, deadline=begin + params.budget)
+
+
+class AnytimeProblem(GatysProblem):
+    """A Gatys problem whose first level starts from ``start`` (the one-pass result) when
+    it is set, else from Gatys's own init."""
+
+    start: torch.Tensor | None = None
+
+    def init(self, size: tuple[int, int]) -> torch.Tensor:
+        if self.start is None:
+            return super().init(size)
+        out = imaging.resize_tensor(self.start, size)
+        return imaging.gray_rgb(out) if self.p.preserve_color == "luminance" else out

@@ -1,0 +1,174 @@
+"""Anytime stylization and the engine's time budget: stops by the deadline or on a plateau
+with a valid image; budget 0 is the one-pass start; refinement lowers the loss."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import restyle
+from restyle import optimize
+from restyle.cli import main
+from restyle.methods import Inputs
+from restyle.methods.anytime import AnytimeParams, choose_start, start_strength
+from restyle.optimize import Engine, Objective, run_pyramid
+from restyle.params import make
+
+from .conftest import stripes
+
+SMALL = dict(size=64, precision="fp32")
+
+
+def pixel_objective(target: torch.Tensor, floor: float = 0.0) -> Objective:
+    """A loss on the pixels alone (no network): squared distance to ``target`` plus
+    ``floor``, so that the loss levels off at ``floor`` instead of reaching 0."""
+    return Objective.term("pixels", lambda _, img: ((img - target) ** 2).mean() + floor)
+
+
+def test_engine_stops_at_the_deadline_with_a_valid_image():
+    torch.manual_seed(0)
+    start, target = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+
+    def slow(_, img):  # 20 ms an evaluation: a run of 10^6 of them must be cut short
+        time.sleep(0.02)
+        return ((img - target) ** 2).mean()
+
+    run_pyramid(Engine(None, "adam"), [(32, 32)], [1], lambda size: pixel_objective(target),
+                lambda size: start)  # warm-up: the optimizer's first step imports modules
+    seen = []
+    engine = Engine(None, "adam", lr=0.05, callbacks=[lambda p: seen.append(p.step)],
+                    deadline=time.perf_counter() + 0.5)
+    t = time.perf_counter()
+    out = run_pyramid(engine, [(32, 32)], [10 ** 6], lambda size: Objective.term("p", slow),
+                      lambda size: start)
+    elapsed = time.perf_counter() - t
+    assert elapsed < 1.5  # the deadline, with room for a busy machine; not 10^6 evaluations
+    assert 3 < len(seen) < 50
+    assert out.shape == start.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+    assert float(((out - target) ** 2).mean()) < float(((start - target) ** 2).mean())
+
+
+def test_engine_past_deadline_returns_the_start_untouched():
+    start = torch.rand(1, 3, 16, 16)
+    made = []
+    engine = Engine(None, deadline=time.perf_counter() - 1)
+    out = run_pyramid(engine, [(16, 16)], [50], lambda size: made.append(size) or
+                      pixel_objective(torch.zeros_like(start)), lambda size: start)
+    assert torch.equal(out, start)
+    assert made == []  # not even the level's targets were computed
+
+
+def test_engine_skips_an_evaluation_that_cannot_end_in_time():
+    """The targets' cost estimates the first evaluation: with 0.3 s of targets and 0.5 s
+    left, the run returns its start at once instead of ending an evaluation late."""
+    start = torch.rand(1, 3, 16, 16)
+
+    def objective(size):
+        time.sleep(0.3)
+        return pixel_objective(torch.zeros_like(start))
+
+    seen = []
+    engine = Engine(None, callbacks=[seen.append], deadline=time.perf_counter() + 0.5)
+    out = run_pyramid(engine, [(16, 16)], [50], objective, lambda size: start)
+    assert torch.equal(out, start) and seen == []
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_engine_ends_a_level_on_a_plateau(optimizer):
+    torch.manual_seed(0)
+    start, target = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    losses = []
+    engine = Engine(None, optimizer, lr=0.05 if optimizer == "adam" else None,
+                    callbacks=[lambda p: losses.append(p.loss)], plateau=1e-3)
+    out = run_pyramid(engine, [(16, 16)], [5000], lambda size: pixel_objective(target, 1.0),
+                      lambda size: start)
+    assert optimize.PLATEAU_WINDOW < len(losses) < 5000
+    assert losses[-1] < losses[0] and losses[-1] < 1.01
+    assert out.shape == start.shape
+    # without the plateau rule the same run uses its whole iteration count
+    losses.clear()
+    engine = Engine(None, optimizer, lr=0.05 if optimizer == "adam" else None,
+                    callbacks=[lambda p: losses.append(p.loss)])
+    run_pyramid(engine, [(16, 16)], [60], lambda size: pixel_objective(target, 1.0),
+                lambda size: start)
+    assert len(losses) == 60
+
+
+def test_budget_zero_is_the_one_pass_start(photo, style_path):
+    start = restyle.transfer(photo, style_path, method="adain-lite",
+                             strength=start_strength(0.5), **SMALL)
+    anytime = restyle.transfer(photo, style_path, method="anytime", init="adain-lite", budget=0,
+                               **SMALL)
+    assert np.array_equal(np.asarray(start), np.asarray(anytime))
+
+
+def test_refinement_lowers_the_loss_from_the_start(photo, style_path):
+    steps = []
+    out = restyle.transfer(photo, style_path, method="anytime", init="adain-lite", budget=600,
+                           iterations=12, plateau=0, callbacks=[steps.append], **SMALL)
+    start = restyle.transfer(photo, style_path, method="adain-lite",
+                             strength=start_strength(0.5), **SMALL)
+    assert steps[0].step == 0 and np.isnan(steps[0].loss)  # the one-pass start, shown first
+    assert [p.step for p in steps[1:]] == list(range(1, 13))
+    assert steps[-1].loss < 0.8 * steps[1].loss  # step 1: the loss of the start image
+    diff = np.abs(np.asarray(out, float) - np.asarray(start, float)).mean()
+    assert diff > 1  # the refinement changed the picture
+
+
+def test_start_choice(style_path):
+    def inputs(names):
+        return Inputs(None, [None] * len(names), [1.0] * len(names), names)
+
+    p = make(AnytimeParams)
+    if not restyle.api.models()["models"]:
+        pytest.skip("no style network installed")
+    from restyle.methods.network import default_model
+    from restyle.nets.stylenet import get_stylenet
+    known = get_stylenet(default_model()).styles[0]
+    assert choose_start(inputs([known]), p) == "network"  # the painting the network knows
+    assert choose_start(inputs(["holiday_snap"]), p) == "adain-lite"
+    assert choose_start(inputs([""]), p) == "adain-lite"  # an image not from a file
+    assert choose_start(inputs([known]), make(AnytimeParams, masks="m.png")) == "adain-lite"
+    assert choose_start(inputs([known]), make(AnytimeParams, init="adain")) == "adain"
+    assert choose_start(inputs([known]), make(AnytimeParams, init="noise")) == ""
+
+
+def test_cli_transfer_defaults_to_anytime(photo, tmp_path, capsys):
+    import json
+    style = tmp_path / "style.png"
+    from PIL import Image
+    Image.fromarray(stripes(48)).save(style)
+    out = tmp_path / "out.png"
+    code = main(["transfer", str(photo), str(style), "-o", str(out), "--size", "48",
+                 "--budget", "0", "--json", "-q"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    record = json.loads(stdout)
+    assert record["method"] == "anytime" and record["params"]["budget"] == 0
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("value,message", [
+    ("-1", "--budget must be at least 0.0, not -1.0"),
+    ("soon", "argument --budget: invalid float value: 'soon'"),
+    ("inf", "--budget must be a finite number"),
+])
+def test_bad_budget_is_one_line(value, message, photo, style_path, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code = main(["transfer", str(photo), str(style_path), "-o", str(out), "--budget", value])
+    _, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("restyle: error:") and message in lines[0]
+    assert not out.exists()
+
+
+def test_auto_precision_is_fp32_when_torch_is_held_to_avx2(monkeypatch):
+    optimize.cpu_supports_bf16.cache_clear()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    try:
+        assert optimize.resolve_precision("auto") is False
+        assert optimize.resolve_precision("bf16") is True  # asked for: still given
+    finally:
+        optimize.cpu_supports_bf16.cache_clear()
