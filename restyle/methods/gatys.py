@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .. import imaging
+from .. import imaging, stroke
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
@@ -83,6 +83,16 @@ class GatysParams:
                               "the object")
     feather: float = param(4.0, "width in pixels of the soft seam where masked regions meet "
                            "the photo", min=0.0, max=512.0, metavar="PIXELS")
+    stroke_angle: str = param("", "direction of the strokes in degrees, counter-clockwise "
+                              "from horizontal (0 horizontal, 90 vertical): each style is "
+                              "rotated so its dominant strokes run that way", metavar="DEG")
+    stroke_field: str = param("", "a stroke direction per pixel: 'etf' (along the photo's "
+                              "edges) or a field image (hue = twice the angle: red "
+                              "horizontal, cyan vertical; grey = no direction)",
+                              metavar="etf|FIELD")
+    stroke_bins: int = param(4, "with --stroke-field: how many directions the field is split "
+                             "into (each a soft region with the style rotated to it)",
+                             min=2, max=12)
     seed: int = param(0, "random seed (noise init, random projections, reproducible output)",
                       min=0)
 
@@ -186,6 +196,37 @@ class GatysProblem(PyramidProblem):
         return out
 
 
+def oriented_regions(content: torch.Tensor, styles: list[torch.Tensor], regions: list[Region],
+                     p: GatysParams) -> tuple[list[torch.Tensor], list[Region]]:
+    """Stroke orientation (:mod:`restyle.stroke`) as regions: each style rotated to each
+    requested direction on a canvas of its own size (so its strokes keep their scale), with
+    a style mask of the pixels that came from the painting; a field's direction bins
+    split every region into soft sub-regions."""
+    plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, content, styles)
+    if not any(rot or mask is not None for rows in plan for rot, mask in rows):
+        return styles, regions
+    rotated: list[torch.Tensor] = []
+    valid: list[torch.Tensor] = []
+    index: dict[tuple[int, int], int] = {}
+    for i, rows in enumerate(plan):
+        for j, (rot, _) in enumerate(rows):
+            image, inside = stroke.rotate(styles[i], rot)
+            index[i, j] = len(rotated)
+            rotated.append(image)
+            valid.append(inside)
+    out = []
+    for region in regions:
+        smasks = region.style_masks or [None] * len(region.styles)
+        for j, (_, bin_mask) in enumerate(plan[0]):
+            mask = bin_mask if region.mask is None else (
+                region.mask if bin_mask is None else region.mask * bin_mask)
+            idx = [index[i, j] for i in region.styles]
+            sm = [valid[k] if m is None else stroke.rotate(m, plan[i][j][0], torch.zeros(1))[0]
+                  * valid[k] for i, k, m in zip(region.styles, idx, smasks)]
+            out.append(Region(mask, idx, list(region.weights), sm))
+    return rotated, out
+
+
 def stylize_by_optimization(content: torch.Tensor, styles: list[torch.Tensor],
                             style_weights: list[float], p: GatysParams,
                             callbacks: Sequence[Callable[[Progress], None]] = (),
@@ -216,5 +257,6 @@ class Gatys(Method):
                                masks=params.masks, style_masks=params.style_masks,
                                object_mask=params.object_mask, box=params.box,
                                invert=params.invert_mask, styles=styles)
+        styles, regions = oriented_regions(content, styles, regions, params)
         return stylize_by_optimization(content, styles, inputs.style_weights, params, callbacks,
                                        regions)
