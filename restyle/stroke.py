@@ -45,11 +45,44 @@ import torch.nn.functional as F
 
 from . import imaging
 from .errors import RestyleError
+from .params import param
 
 #: Long side at which ``stroke_size=1`` is "the method's own look" (see module docstring).
 STROKE_REFERENCE = 1024
 #: Number of direction bins a stroke field is split into, by default.
 FIELD_BINS = 4
+
+
+# ----------------------------------------------------------------------------- parameters
+# the same fields in every method that has them (GatysParams, OnePassParams)
+
+def angle_param():
+    return param("", "direction of the strokes in degrees, counter-clockwise from "
+                 "horizontal (0 horizontal, 90 vertical): each style is turned so its "
+                 "strokes run that way", metavar="DEG")
+
+
+def field_param():
+    return param("", "a stroke direction per pixel: 'etf' (along the photo's edges) or a "
+                 "field image (hue = twice the angle: red horizontal, cyan vertical; grey "
+                 "= no direction)", metavar="etf|FIELD")
+
+
+def bins_param():
+    return param(FIELD_BINS, "with --stroke-field: how many directions the field is split "
+                 "into (each a soft region with the style turned to it)", min=2, max=12)
+
+
+def stretch_param():
+    return param(3.0, "with --stroke-angle/--stroke-field: how far each style's strokes are "
+                 "drawn out along the direction (an oriented blur, px per 512 px of style; "
+                 "0: rotate only)", min=0.0, max=16.0)
+
+
+def size_param(what: str):
+    return param(0.0, f"size of the strokes relative to the picture: S times as large as "
+                 f"{what} paints them at 1024 px, the same at any output size (0: off, "
+                 f"strokes fixed in pixels)", min=0.0, max=16.0)
 
 
 # ----------------------------------------------------------------------------- orientation
@@ -158,6 +191,45 @@ def rotate_cropped(image: torch.Tensor, degrees: float) -> torch.Tensor:
     return out[..., y0:y1, x0:x1].clamp(0, 1)
 
 
+def oriented_blur(image: torch.Tensor, degrees: float, sigma: float) -> torch.Tensor:
+    """``image`` blurred along the direction ``degrees`` only (a Gaussian of ``sigma`` px
+    along it, 0.7 px across): its strokes drawn out that way, line integral convolution
+    with a straight line, as NPR stroke rendering does along a flow."""
+    if sigma <= 0:
+        return image
+    r = int(math.ceil(3 * sigma))
+    y, x = torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing="ij")
+    a = math.radians(degrees)
+    along = x * math.cos(a) - y * math.sin(a)  # y points down: on screen the angle flips
+    across = x * math.sin(a) + y * math.cos(a)
+    k = torch.exp(-0.5 * (along / sigma) ** 2 - 0.5 * (across / 0.7) ** 2)
+    k = (k / k.sum()).to(image.dtype)
+    c = image.shape[1]
+    mode = "reflect" if min(image.shape[-2:]) > r else "replicate"
+    return F.conv2d(F.pad(image, (r, r, r, r), mode=mode), k.expand(c, 1, -1, -1), groups=c)
+
+
+def turn(style: torch.Tensor, rotation: float, target: float, stretch: float,
+         crop: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A style made to paint strokes at ``target`` degrees: rotated by ``rotation`` (its
+    dominant strokes to ``target``), then drawn out along ``target`` by ``stretch``
+    (sigma in px per 512 px of its long side, :func:`oriented_blur`). With ``crop`` the
+    largest rectangle without fill (and None), else the same canvas and the mask of the
+    pixels from the painting."""
+    if crop:
+        out, inside = rotate_cropped(style, rotation), None
+    else:
+        out, inside = rotate(style, rotation)
+    sigma = stretch * max(style.shape[-2:]) / 512
+    if sigma <= 0:
+        return out, inside
+    drawn = oriented_blur(out, target, sigma)
+    # the blur lowers the painting's contrast; give each channel its std back
+    mu, sd = out.mean((2, 3), keepdim=True), out.std((2, 3), keepdim=True)
+    dmu, dsd = drawn.mean((2, 3), keepdim=True), drawn.std((2, 3), keepdim=True)
+    return ((drawn - dmu) * (sd / dsd.clamp_min(1e-6)) + mu).clamp(0, 1), inside
+
+
 def align_angle(style: torch.Tensor, target: float) -> float:
     """How many degrees to rotate ``style`` by so that its strokes run at ``target``
     (the smallest such rotation, in (-90, 90])."""
@@ -263,16 +335,20 @@ def bin_masks(angle: torch.Tensor, bins: int) -> list[tuple[float, torch.Tensor]
     return out
 
 
+Plan = list[list[tuple[float, float, "torch.Tensor | None"]]]
+
+
 def orient(spec_angle: str, spec_field: str, bins: int, photo: torch.Tensor,
-           styles: Sequence[torch.Tensor]) -> list[list[tuple[float, torch.Tensor | None]]]:
+           styles: Sequence[torch.Tensor]) -> Plan | None:
     """The orientation plan: for each style, a list of (rotation in degrees for that
-    style, content mask or None). No control: ``[[(0, None)]] * len(styles)``."""
+    style, the stroke angle it then paints, content mask or None), the same number of
+    entries (direction bins) for every style. No control: None."""
     angle = parse_angle(spec_angle)
     check_controls(spec_angle, spec_field)
     if angle is not None:
-        return [[(align_angle(s, angle), None)] for s in styles]
+        return [[(align_angle(s, angle), angle, None)] for s in styles]
     if not spec_field.strip():
-        return [[(0.0, None)] for _ in styles]
+        return None
     masks = bin_masks(stroke_field(spec_field, photo), bins)
     dominant = [dominant_angle(s) for s in styles]
     plan = []
@@ -280,7 +356,7 @@ def orient(spec_angle: str, spec_field: str, bins: int, photo: torch.Tensor,
         rows = []
         for centre, m in masks:
             r = (centre - d) % 180.0
-            rows.append((r - 180.0 if r > 90.0 else r, m))
+            rows.append((r - 180.0 if r > 90.0 else r, centre, m))
         plan.append(rows)
     return plan
 

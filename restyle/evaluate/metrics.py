@@ -226,47 +226,53 @@ def stroke_alignment(output: torch.Tensor, angle: float | torch.Tensor,
     return float((energy * (diff <= tolerance)).sum()) / total if total > 0 else 0.0
 
 
-def stroke_wavelength(output: torch.Tensor, band: tuple[float, float] = (2.0, 0.125)
-                      ) -> dict[str, float]:
-    """Dominant stroke wavelength of an image, from its power spectrum.
-
-    The luminance (mean removed, Hann-windowed) is Fourier transformed, its power
-    averaged over 48 rings of equal log-frequency between ``band[0]`` pixels and
-    ``band[1]`` times the long side, and whitened by f^2: photos have power ~ 1/f^2, so
-    what stands out is where the image has *more* structure than a photo, its
-    strokes. The wavelength is 1 / the peak frequency: the log-centroid of the
-    contiguous rings around the highest one that stay above half of it. Returns
-    ``pixels`` and ``relative`` (pixels / long side). Larger strokes, larger
-    wavelength; for stripes it is their period.
-    """
-    y = imaging.luminance(_check(output, "output image"))[0, 0].double()
+def _ring_spectrum(image: torch.Tensor, edges: torch.Tensor) -> np.ndarray:
+    """Mean power of the Hann-windowed luminance in rings of frequency between ``edges``
+    (cycles per pixel)."""
+    y = imaging.luminance(image)[0, 0].double()
     h, w = y.shape
-    y = y - y.mean()
-    y = y * torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
-                        torch.hann_window(w, periodic=False, dtype=torch.float64))
+    y = (y - y.mean()) * torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
+                                     torch.hann_window(w, periodic=False, dtype=torch.float64))
     power = (torch.fft.rfft2(y).abs() ** 2).flatten()
     fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
     fx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
-    f = torch.sqrt(fx * fx + fy * fy).flatten()
+    ring = torch.bucketize(torch.sqrt(fx * fx + fy * fy).flatten(), edges) - 1
+    ok = (ring >= 0) & (ring < len(edges) - 1)
+    sums = torch.zeros(len(edges) - 1, dtype=torch.float64).index_add_(0, ring[ok], power[ok])
+    counts = torch.bincount(ring[ok], minlength=len(edges) - 1).double()
+    return (sums / counts.clamp_min(1)).numpy()
+
+
+def stroke_wavelength(output: torch.Tensor, content: torch.Tensor | None = None,
+                      band: tuple[float, float] = (2.0, 0.125)) -> dict[str, float]:
+    """Dominant stroke wavelength of an image, from its power spectrum.
+
+    The luminance (mean removed, Hann-windowed) is Fourier transformed and its power
+    averaged over 48 rings of equal log-frequency between ``band[0]`` pixels and
+    ``band[1]`` times the long side. The rings' power is divided by what a photo
+    would have there: the ``content`` photo's (resized to the output), or without it
+    1/f^2 (natural images' power law). What remains is where the output has more
+    structure than the photo: its strokes. The wavelength is 1 / the centroid of that
+    excess power on a log-frequency scale. Returns ``pixels`` and ``relative`` (pixels
+    / long side). Larger strokes, larger wavelength; for stripes it is their period.
+    Give ``content`` for stylised photos: without it the photo's own structure
+    (windows, foliage) weighs in.
+    """
+    output = _check(output, "output image")
+    h, w = output.shape[-2:]
     lo = 1.0 / max(band[1] * max(h, w), 2 * band[0])
     edges = torch.logspace(np.log10(lo), np.log10(1.0 / band[0]), 49, dtype=torch.float64)
-    centres = torch.sqrt(edges[1:] * edges[:-1])
-    ring = torch.bucketize(f, edges) - 1
-    ok = (ring >= 0) & (ring < len(centres))
-    sums = torch.zeros(len(centres), dtype=torch.float64).index_add_(0, ring[ok], power[ok])
-    counts = torch.zeros(len(centres), dtype=torch.float64).index_add_(
-        0, ring[ok], torch.ones_like(power[ok]))
-    spectrum = (torch.where(counts > 0, sums / counts.clamp_min(1), 0) * centres ** 2).numpy()
+    centres = torch.sqrt(edges[1:] * edges[:-1]).numpy()
+    spectrum = _ring_spectrum(output, edges)
+    if content is not None:
+        photo = imaging.resize_tensor(_check(content, "content image"), (h, w))
+        base = _ring_spectrum(photo, edges)
+        spectrum = spectrum / np.maximum(base, 1e-6 * base.max() + 1e-12)
+    else:
+        spectrum = spectrum * centres ** 2
     if spectrum.max() <= 0:
         raise RestyleError("stroke wavelength: the image is flat (no structure to measure)")
-    peak = int(np.argmax(spectrum))
-    i0 = i1 = peak
-    while i0 > 0 and spectrum[i0 - 1] >= 0.5 * spectrum[peak]:
-        i0 -= 1
-    while i1 < len(spectrum) - 1 and spectrum[i1 + 1] >= 0.5 * spectrum[peak]:
-        i1 += 1
-    sel = slice(i0, i1 + 1)
-    logf = float((spectrum[sel] * np.log(centres.numpy()[sel])).sum() / spectrum[sel].sum())
+    logf = float((spectrum * np.log(centres)).sum() / spectrum.sum())
     pixels = float(np.exp(-logf))
     return {"pixels": pixels, "relative": pixels / max(h, w)}
 
@@ -368,7 +374,8 @@ def main(argv: Sequence[str]) -> int:
                       stroke_field(ns.stroke_field, _load(content, "content image", ns.size)))
             metrics["stroke_alignment"] = stroke_alignment(x, target)
         if ns.wavelength:
-            wave = stroke_wavelength(_load(out, "output image", ns.size))
+            wave = stroke_wavelength(_load(out, "output image", ns.size),
+                                     _load(content, "content image", ns.size))
             metrics.update(stroke_wavelength=wave["pixels"], stroke_wavelength_relative=wave[
                 "relative"])
         rows.append({"output": out, "content": content, "style": style, "metrics": metrics})

@@ -83,16 +83,10 @@ class GatysParams:
                               "the object")
     feather: float = param(4.0, "width in pixels of the soft seam where masked regions meet "
                            "the photo", min=0.0, max=512.0, metavar="PIXELS")
-    stroke_angle: str = param("", "direction of the strokes in degrees, counter-clockwise "
-                              "from horizontal (0 horizontal, 90 vertical): each style is "
-                              "rotated so its dominant strokes run that way", metavar="DEG")
-    stroke_field: str = param("", "a stroke direction per pixel: 'etf' (along the photo's "
-                              "edges) or a field image (hue = twice the angle: red "
-                              "horizontal, cyan vertical; grey = no direction)",
-                              metavar="etf|FIELD")
-    stroke_bins: int = param(4, "with --stroke-field: how many directions the field is split "
-                             "into (each a soft region with the style rotated to it)",
-                             min=2, max=12)
+    stroke_angle: str = stroke.angle_param()
+    stroke_field: str = stroke.field_param()
+    stroke_bins: int = stroke.bins_param()
+    stroke_stretch: float = stroke.stretch_param()
     seed: int = param(0, "random seed (noise init, random projections, reproducible output)",
                       min=0)
 
@@ -203,21 +197,21 @@ def oriented_regions(content: torch.Tensor, styles: list[torch.Tensor], regions:
     a style mask of the pixels that came from the painting; a field's direction bins
     split every region into soft sub-regions."""
     plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, content, styles)
-    if not any(rot or mask is not None for rows in plan for rot, mask in rows):
+    if plan is None:
         return styles, regions
     rotated: list[torch.Tensor] = []
     valid: list[torch.Tensor] = []
     index: dict[tuple[int, int], int] = {}
     for i, rows in enumerate(plan):
-        for j, (rot, _) in enumerate(rows):
-            image, inside = stroke.rotate(styles[i], rot)
+        for j, (rot, target, _) in enumerate(rows):
+            image, inside = stroke.turn(styles[i], rot, target, p.stroke_stretch, crop=False)
             index[i, j] = len(rotated)
             rotated.append(image)
             valid.append(inside)
     out = []
     for region in regions:
         smasks = region.style_masks or [None] * len(region.styles)
-        for j, (_, bin_mask) in enumerate(plan[0]):
+        for j, (_, _, bin_mask) in enumerate(plan[0]):
             mask = bin_mask if region.mask is None else (
                 region.mask if bin_mask is None else region.mask * bin_mask)
             idx = [index[i, j] for i in region.styles]

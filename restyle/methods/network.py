@@ -44,10 +44,7 @@ class NetworkParams:
                                 choices=("none", "luminance", "histogram"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
                            choices=("auto", "bf16", "fp32"))
-    stroke_size: float = param(0.0, "size of the strokes relative to the picture: S times "
-                               "as large as the network paints them at 1024 px, the same at "
-                               "any output size (0: off, strokes fixed in pixels)",
-                               min=0.0, max=16.0)
+    stroke_size: float = stroke.size_param("the network")
     runtime: str = param("torch", "run with PyTorch or with onnxruntime (ONNX export)",
                          choices=("torch", "onnx"))
 

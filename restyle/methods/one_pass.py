@@ -75,20 +75,11 @@ class OnePassParams:
     masks: str = param("", "one mask image per style (comma-separated): white paints that "
                        "style, grey blends, where no mask is white the photo is kept",
                        metavar="M1,M2")
-    stroke_size: float = param(0.0, "size of the strokes relative to the picture: S times "
-                               "as large as the method paints them at 1024 px, the same at "
-                               "any output size (0: off, strokes fixed in pixels)",
-                               min=0.0, max=16.0)
-    stroke_angle: str = param("", "direction of the strokes in degrees, counter-clockwise "
-                              "from horizontal (0 horizontal, 90 vertical): each style is "
-                              "rotated so its dominant strokes run that way", metavar="DEG")
-    stroke_field: str = param("", "a stroke direction per pixel: 'etf' (along the photo's "
-                              "edges) or a field image (hue = twice the angle: red "
-                              "horizontal, cyan vertical; grey = no direction)",
-                              metavar="etf|FIELD")
-    stroke_bins: int = param(4, "with --stroke-field: how many directions the field is split "
-                             "into (each a soft region with the style rotated to it)",
-                             min=2, max=12)
+    stroke_size: float = stroke.size_param("the method")
+    stroke_angle: str = stroke.angle_param()
+    stroke_field: str = stroke.field_param()
+    stroke_bins: int = stroke.bins_param()
+    stroke_stretch: float = stroke.stretch_param()
     tile: int = param(0, f"process in tiles of this many pixels (0: automatic, tiles of "
                       f"{AUTO_TILE} for images over {AUTO_SINGLE} px); tiles share the whole "
                       f"image's statistics, so they agree", min=0, max=imaging.MAX_SIDE)
@@ -174,13 +165,13 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
             if mask_files:
                 masks.append(load_mask(mask_files[k], (h, w_)))
     plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, photo, styles)
-    if any(rot or region is not None for rows in plan for rot, region in rows):
-        # each style rotated to each direction; a field's directions are soft regions
+    if plan is not None:
+        # each style turned to each direction; a field's directions are soft regions
         # (masks), weighted by the style's weight or its own mask
         oriented, o_weights, o_masks = [], [], []
         for k, rows in enumerate(plan):
-            for rot, region in rows:
-                oriented.append(stroke.rotate_cropped(styles[k], rot))
+            for rot, target, region in rows:
+                oriented.append(stroke.turn(styles[k], rot, target, p.stroke_stretch)[0])
                 o_weights.append(weights[k])
                 if region is not None or masks:
                     base = masks[k] if masks else torch.full((1, 1, h, w_), weights[k])
