@@ -7,6 +7,11 @@ colour-histogram matching), spatial scale (``style_scale``) and a coarse-to-fine
 pyramid for large outputs, and spatial control: a different style (or none) per
 masked region, with guided statistics and a feathered composite.
 
+Stroke orientation (``stroke_angle``, ``stroke_field``; :mod:`restyle.stroke`): the
+style image is turned so its strokes run in the requested direction, on a canvas of its
+own size with a style mask of the painted pixels (the strokes keep their scale); a
+field's direction bins become soft regions, each matching its own turned style.
+
 The style statistic is selectable (``style_loss``: Gram, mean/std, MMD kernels,
 Gaussian W2, sliced Wasserstein; see restyle/style_losses.py). Several styles are
 blended by matching the weighted mixture of their feature distributions (for

@@ -19,6 +19,12 @@ to the layer's resolution (soft edges stay soft), and each region's transform us
 the content statistics of that region (Huang & Belongie 2017, sec. 7.3); where no
 mask covers the image, the photo's own features are decoded.
 
+Stroke control (:mod:`restyle.stroke`): ``stroke_size`` runs the whole method at a
+working size of ``1024 / stroke_size`` px and brings the result to the output size
+(guided upsampling with the photo's detail), so strokes keep their size relative to the
+picture at any output size; ``stroke_angle`` / ``stroke_field`` turn each style so its
+strokes run in the requested direction, a field's directions being soft masks as above.
+
 Large images run in overlapping tiles (:mod:`restyle.tiling`): a first pass over the
 tiles accumulates the content statistics of the whole image, a second transforms and
 decodes each tile with them and blends the tiles with partition-of-unity windows, so
