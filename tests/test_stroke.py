@@ -190,3 +190,28 @@ def test_evaluate_reports_alignment_and_wavelength(tmp_path, capsys, photo):
     m = json.loads((tmp_path / "m.json").read_text())["results"][0]["metrics"]
     assert m["stroke_alignment"] > 0.95
     assert m["stroke_wavelength"] == pytest.approx(8, rel=0.06)
+
+
+def test_working_side_keeps_strokes_relative_to_the_picture():
+    assert stroke.working_side(0, 4096) == 4096  # off: the output size
+    assert stroke.working_side(1, 4096) == stroke.working_side(1, 512) == 1024
+    assert stroke.working_side(2, 2048) == 512 and stroke.working_side(0.5, 1024) == 2048
+    assert stroke.working_side(0.1, 256) == 1024  # at most 4x the output
+    assert stroke.working_side(16, 4096) == 64
+
+
+HAVE_PAINTERS = (ROOT / "models" / "painters.safetensors").exists()
+
+
+@pytest.mark.skipif(not HAVE_PAINTERS, reason="the painters network is not installed")
+def test_stroke_size_scales_the_wavelength_of_a_network():
+    from skimage import data
+    content = Image.fromarray(data.astronaut()).resize((128, 128), Image.LANCZOS)
+    waves = []
+    for s in (4, 8, 16):  # working sizes 256, 128, 64 px
+        out = restyle.transfer(content, "starry_night", model="painters", size=128,
+                               stroke_size=s)
+        assert out.size == (128, 128)
+        waves.append(metrics.stroke_wavelength(imaging.to_tensor(out),
+                                               imaging.to_tensor(content))["pixels"])
+    assert waves[0] < waves[1] < waves[2], waves
