@@ -74,9 +74,10 @@ def bins_param():
 
 
 def stretch_param():
-    return param(3.0, "with --stroke-angle/--stroke-field: how far each style's strokes are "
-                 "drawn out along the direction (an oriented blur, px per 512 px of style; "
-                 "0: rotate only)", min=0.0, max=16.0)
+    return param(1.5, "with --stroke-angle/--stroke-field: each style is also drawn out this "
+                 "many times along the direction and squeezed as much across it, so even "
+                 "a painting without one stroke direction gets it (1: rotate only)",
+                 min=1.0, max=4.0)
 
 
 def size_param(what: str):
@@ -135,19 +136,26 @@ def dominant_angle(image: torch.Tensor) -> float:
     return float(np.argmax(smooth)) + 0.5
 
 
-def rotate(image: torch.Tensor, degrees: float, fill: torch.Tensor | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def _rot(degrees: float) -> torch.Tensor:
+    a = math.radians(degrees)
+    return torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]],
+                        dtype=torch.float32)
+
+
+def rotate(image: torch.Tensor, degrees: float, fill: torch.Tensor | None = None,
+           stretch: float = 1.0, along: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``image`` (N, C, H, W) rotated counter-clockwise (on screen) by ``degrees`` about
     its centre, on a canvas of the same size, and the (N, 1, H, W) mask of the pixels
     that come from the image (1) rather than from beyond its edges (0; filled with
-    ``fill``, by default the image's mean colour)."""
+    ``fill``, by default the image's mean colour). With ``stretch`` k the rotated image
+    is also drawn out k times along the direction ``along`` (degrees) and squeezed k
+    times across it: the same area, strokes k^2 times as elongated."""
     n, c, h, w = image.shape
-    a = -math.radians(degrees)  # affine_grid maps output to input: the inverse rotation
-    # (in y-down pixel coordinates, through the flip of y)
-    rot = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]],
-                       dtype=torch.float32)
+    # affine_grid maps output to input: the inverse map, in on-screen coordinates
+    # (x right, y up), taken to y-down pixel coordinates through the flip of y
+    squeeze = _rot(along) @ torch.diag(torch.tensor([1.0 / stretch, stretch])) @ _rot(-along)
     flip = torch.diag(torch.tensor([1.0, -1.0]))
-    m = flip @ rot @ flip  # in y-down coordinates
+    m = flip @ _rot(-degrees) @ squeeze @ flip
     scale = torch.diag(torch.tensor([w / 2.0, h / 2.0]))
     theta = torch.linalg.inv(scale) @ m @ scale
     grid = F.affine_grid(torch.cat([theta, torch.zeros(2, 1)], 1)[None].expand(n, -1, -1),
@@ -181,53 +189,42 @@ def inscribed_box(w: int, h: int, degrees: float) -> tuple[int, int, int, int]:
     return x0, y0, x0 + wr, y0 + hr
 
 
-def rotate_cropped(image: torch.Tensor, degrees: float) -> torch.Tensor:
-    """``image`` rotated by ``degrees`` and cut to the largest rectangle with no pixel
-    from beyond its edges: the same pixel scale, a smaller picture."""
-    if degrees % 360 == 0:
+def rotate_cropped(image: torch.Tensor, degrees: float, stretch: float = 1.0,
+                   along: float = 0.0) -> torch.Tensor:
+    """``image`` rotated by ``degrees`` (and stretched, see :func:`rotate`) and cut to the
+    largest centred rectangle with no pixel from beyond its edges: the same pixel scale,
+    a smaller picture."""
+    if degrees % 360 == 0 and stretch == 1:
         return image
-    out, _ = rotate(image, degrees)
-    x0, y0, x1, y1 = inscribed_box(image.shape[-1], image.shape[-2], degrees)
-    return out[..., y0:y1, x0:x1].clamp(0, 1)
-
-
-def oriented_blur(image: torch.Tensor, degrees: float, sigma: float) -> torch.Tensor:
-    """``image`` blurred along the direction ``degrees`` only (a Gaussian of ``sigma`` px
-    along it, 0.7 px across): its strokes drawn out that way, line integral convolution
-    with a straight line, as NPR stroke rendering does along a flow."""
-    if sigma <= 0:
-        return image
-    r = int(math.ceil(3 * sigma))
-    y, x = torch.meshgrid(torch.arange(-r, r + 1.0), torch.arange(-r, r + 1.0), indexing="ij")
-    a = math.radians(degrees)
-    along = x * math.cos(a) - y * math.sin(a)  # y points down: on screen the angle flips
-    across = x * math.sin(a) + y * math.cos(a)
-    k = torch.exp(-0.5 * (along / sigma) ** 2 - 0.5 * (across / 0.7) ** 2)
-    k = (k / k.sum()).to(image.dtype)
-    c = image.shape[1]
-    mode = "reflect" if min(image.shape[-2:]) > r else "replicate"
-    return F.conv2d(F.pad(image, (r, r, r, r), mode=mode), k.expand(c, 1, -1, -1), groups=c)
+    out, inside = rotate(image, degrees, stretch=stretch, along=along)
+    h, w = image.shape[-2:]
+    if stretch == 1:
+        x0, y0, x1, y1 = inscribed_box(w, h, degrees)
+        return out[..., y0:y1, x0:x1].clamp(0, 1)
+    lo, hi = 0.0, 1.0  # the largest centred box of the canvas's shape inside ``inside``
+    for _ in range(12):
+        t = (lo + hi) / 2
+        bw, bh = max(1, int(w * t)), max(1, int(h * t))
+        x0, y0 = (w - bw) // 2, (h - bh) // 2
+        if float(inside[..., y0:y0 + bh, x0:x0 + bw].min()) == 1.0:
+            lo = t
+        else:
+            hi = t
+    bw, bh = max(1, int(w * lo)), max(1, int(h * lo))
+    x0, y0 = (w - bw) // 2, (h - bh) // 2
+    return out[..., y0:y0 + bh, x0:x0 + bw].clamp(0, 1)
 
 
 def turn(style: torch.Tensor, rotation: float, target: float, stretch: float,
          crop: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A style made to paint strokes at ``target`` degrees: rotated by ``rotation`` (its
-    dominant strokes to ``target``), then drawn out along ``target`` by ``stretch``
-    (sigma in px per 512 px of its long side, :func:`oriented_blur`). With ``crop`` the
-    largest rectangle without fill (and None), else the same canvas and the mask of the
-    pixels from the painting."""
+    dominant strokes to ``target``) and drawn out ``stretch`` times along ``target`` (as
+    much thinner across, the same area: strokes elongated the requested way even in
+    a painting without one dominant direction). With ``crop`` the largest rectangle
+    without fill (and None), else the same canvas and the mask of the painted pixels."""
     if crop:
-        out, inside = rotate_cropped(style, rotation), None
-    else:
-        out, inside = rotate(style, rotation)
-    sigma = stretch * max(style.shape[-2:]) / 512
-    if sigma <= 0:
-        return out, inside
-    drawn = oriented_blur(out, target, sigma)
-    # the blur lowers the painting's contrast; give each channel its std back
-    mu, sd = out.mean((2, 3), keepdim=True), out.std((2, 3), keepdim=True)
-    dmu, dsd = drawn.mean((2, 3), keepdim=True), drawn.std((2, 3), keepdim=True)
-    return ((drawn - dmu) * (sd / dsd.clamp_min(1e-6)) + mu).clamp(0, 1), inside
+        return rotate_cropped(style, rotation, stretch, target), None
+    return rotate(style, rotation, stretch=stretch, along=target)
 
 
 def align_angle(style: torch.Tensor, target: float) -> float:

@@ -215,3 +215,16 @@ def test_stroke_size_scales_the_wavelength_of_a_network():
         waves.append(metrics.stroke_wavelength(imaging.to_tensor(out),
                                                imaging.to_tensor(content))["pixels"])
     assert waves[0] < waves[1] < waves[2], waves
+
+
+def test_stretch_gives_an_isotropic_texture_the_requested_direction():
+    torch.manual_seed(0)
+    blobs = imaging.gaussian_blur(torch.rand(1, 3, 120, 160), 2.5)
+    blobs = (blobs - blobs.min()) / (blobs.max() - blobs.min())
+    assert stroke.orientation_histogram(blobs, 4).max() < 0.3  # no direction of its own
+    for target in (0, 30, 90, 135):
+        out, _ = stroke.turn(blobs, 0.0, target, 2.0)
+        assert angle_gap(stroke.dominant_angle(out), target) < 4
+        assert float(out.std()) > 0.8 * float(blobs.std())  # resampled, not blurred
+        canvas, inside = stroke.turn(blobs, 0.0, target, 2.0, crop=False)
+        assert canvas.shape == blobs.shape and 0.3 < float(inside.mean()) < 1
