@@ -83,14 +83,14 @@ def size_sheet(photo: Path, style: Path, network_style: str, reuse: Path | None)
             out = run(method, st, 1024, s)
             wave = metrics.stroke_wavelength(imaging.to_tensor(out), imaging.to_tensor(
                 imaging.resize(img, out.size)))["pixels"]
-            tiles.append((f"{method} 1024 px, size {s:g}: {wave:.1f} px", window(out, 384)))
+            tiles.append((f"{method} 1024, S={s:g}: {wave:.1f} px", window(out, 384)))
     for method, st in (("adain-lite", style), ("network", network_style)):
         for s in (0, 1):
             out = run(method, st, 4096, s)
             wave = metrics.stroke_wavelength(imaging.to_tensor(out), imaging.to_tensor(
                 imaging.resize(img, out.size)))["pixels"]
-            label = "default" if not s else f"size {s:g}"
-            tiles.append((f"{method} 4096 px, {label}: {wave:.0f} px", window(out, 384)))
+            label = "default" if not s else f"S={s:g}"
+            tiles.append((f"{method} 4096, {label}: {wave:.0f} px", window(out, 384)))
     return imaging.labelled_grid(tiles, 300, 4)
 
 
