@@ -7,6 +7,7 @@ Everything that touches pixels outside the networks lives here. Tensors are
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -190,6 +191,23 @@ def resize_tensor(t: torch.Tensor, size: tuple[int, int], wrap: bool = False) ->
                         antialias=True, recompute_scale_factor=False)
     oy, ox = round(ph * sy), round(pw * sx)
     return big[..., oy:oy + h, ox:ox + w].clamp(0, 1)
+
+
+def gaussian_blur(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of a (N, C, H, W) tensor (edges reflected), per channel."""
+    if sigma <= 0:
+        return t
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-x * x / (2 * sigma * sigma))
+    k = (k / k.sum()).to(t.dtype)
+    c = t.shape[1]
+    out = t
+    for kern, pad in ((k.view(1, 1, 1, -1), (radius, radius, 0, 0)),
+                      (k.view(1, 1, -1, 1), (0, 0, radius, radius))):
+        mode = "reflect" if min(out.shape[-2:]) > radius else "replicate"
+        out = F.conv2d(F.pad(out, pad, mode=mode), kern.expand(c, 1, -1, -1), groups=c)
+    return out
 
 
 # ----------------------------------------------------------------------------- saving

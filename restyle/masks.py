@@ -11,7 +11,6 @@ composite blends the stylised regions into the photo across a feathered seam.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -116,17 +115,7 @@ def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
     """Soften a mask's edges: a Gaussian blur whose 10-90 % ramp is about ``pixels`` wide."""
     if pixels <= 0:
         return mask
-    sigma = pixels / 2.56
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-x * x / (2 * sigma * sigma))
-    k = k / k.sum()
-    out = mask
-    for kern, pad in ((k.view(1, 1, 1, -1), (radius, radius, 0, 0)),
-                      (k.view(1, 1, -1, 1), (0, 0, radius, radius))):
-        mode = "reflect" if min(out.shape[-2:]) > radius else "replicate"
-        out = F.conv2d(F.pad(out, pad, mode=mode), kern)
-    return out.clamp(0, 1)
+    return imaging.gaussian_blur(mask, pixels / 2.56).clamp(0, 1)
 
 
 def composite(stylised: torch.Tensor, photo: torch.Tensor, coverage: torch.Tensor,

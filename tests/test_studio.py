@@ -329,6 +329,11 @@ def test_methods_lists_every_registered_method_with_its_params(client):
     assert masks["masks"]["per_style"] and not masks["region_mask"]["per_style"]
     assert (masks["region_mask"]["kind"], masks["region_mask"]["on"]) == ("mask", "content")
     assert (masks["style_map"]["kind"], masks["style_map"]["on"]) == ("map", "style")
+    # a stroke field: an image painted in colour, or the keyword 'etf' as a plain value
+    field = next(m for m in listed["gatys"]["masks"] if m["name"] == "stroke_field")
+    assert (field["kind"], field["on"], field["per_style"]) == ("field", "content", False)
+    assert next(p for p in listed["gatys"]["params"]
+                if p["name"] == "stroke_field")["keywords"] == ["etf"]
     assert listed["gatys"]["unavailable"] is None
     assert "restyle.api.collage" in listed["fake-collage"]["unavailable"]
     status, _, err = client.submit("fake-collage", content=flat_png(), styles=[flat_png()])
@@ -494,6 +499,8 @@ def test_upload_limits_and_bad_images(tmp_path):
             (dict(method="fake-opt", weights=[0]), "not all zero"),
             (dict(method="texture"), "takes no content image"),
             (dict(method="fake-masked", params={"region_mask": "/etc/hostname"}),
+             "send it as a file part"),
+            (dict(method="gatys", params={"stroke_field": "/etc/hostname"}),
              "send it as a file part"),
             (dict(method="fake-opt", extra_files=[("region_mask", "m.png", flat_png())]),
              "unexpected file part"),

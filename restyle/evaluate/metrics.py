@@ -14,7 +14,12 @@ edge_similarity        weighted Jaccard of HED edge maps      higher (1)
 gram_distance          relative Gram distance per layer       lower (0)
 gaussian_wasserstein   relative W2 of Gaussian VGG stats      lower (0)
 palette_distance       sliced Wasserstein in CIELAB           lower (0)
+stroke_alignment       gradient energy along a stroke field   higher (1)
+stroke_wavelength      dominant stroke period (spectrum)      (a size)
 =====================  =====================================  =========
+
+The two stroke metrics (:mod:`restyle.stroke`) need no content or style image:
+``stroke_alignment`` takes the requested direction(s), ``stroke_wavelength`` describes.
 """
 
 from __future__ import annotations
@@ -198,6 +203,88 @@ def palette_distance(output: torch.Tensor, style: torch.Tensor, samples: int = 4
     return float(np.abs(pa - pb).mean())
 
 
+def _field_at(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """An angle field (1, 1, h, w, degrees) at ``size``, resized as doubled-angle vectors."""
+    if tuple(field.shape[-2:]) == tuple(size):
+        return field
+    r = torch.deg2rad(2 * field.float())
+    v = torch.nn.functional.interpolate(torch.cat([r.cos(), r.sin()], 1), size=tuple(size),
+                                        mode="bilinear", align_corners=False)
+    return (torch.rad2deg(torch.atan2(v[:, 1:], v[:, :1])) / 2) % 180.0
+
+
+@torch.no_grad()
+def stroke_alignment(output: torch.Tensor, angle: float | torch.Tensor,
+                     tolerance: float = 22.5) -> float:
+    """Share of the output's oriented gradient energy whose stroke direction (across the
+    gradient) lies within ``tolerance`` degrees of ``angle``: one angle (degrees,
+    counter-clockwise from horizontal) or a field of them, (1, 1, H, W) at any size.
+
+    The per-pixel direction and energy come from the structure tensor (sigma 1.5 px)
+    of the luminance; the energy is lambda1 - lambda2, so isotropic texture counts
+    for nothing. Chance (directions spread evenly) is ``2 * tolerance / 180``: 0.25
+    for 22.5 degrees. Higher is better when strokes are asked to follow ``angle``.
+    """
+    from ..stroke import stroke_orientation
+    got, energy = stroke_orientation(_check(output, "output image"))
+    target = (_field_at(angle, got.shape[-2:]) if isinstance(angle, torch.Tensor)
+              else torch.tensor(float(angle)))
+    diff = ((got - target + 90.0) % 180.0 - 90.0).abs()
+    total = float(energy.sum())
+    return float((energy * (diff <= tolerance)).sum()) / total if total > 0 else 0.0
+
+
+def _ring_spectrum(image: torch.Tensor, edges: torch.Tensor) -> np.ndarray:
+    """Mean power of the Hann-windowed luminance in rings of frequency between ``edges``
+    (cycles per pixel)."""
+    y = imaging.luminance(image)[0, 0].double()
+    h, w = y.shape
+    y = (y - y.mean()) * torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float64),
+                                     torch.hann_window(w, periodic=False, dtype=torch.float64))
+    power = (torch.fft.rfft2(y).abs() ** 2).flatten()
+    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
+    fx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
+    ring = torch.bucketize(torch.sqrt(fx * fx + fy * fy).flatten(), edges) - 1
+    ok = (ring >= 0) & (ring < len(edges) - 1)
+    sums = torch.zeros(len(edges) - 1, dtype=torch.float64).index_add_(0, ring[ok], power[ok])
+    counts = torch.bincount(ring[ok], minlength=len(edges) - 1).double()
+    return (sums / counts.clamp_min(1)).numpy()
+
+
+def stroke_wavelength(output: torch.Tensor, content: torch.Tensor | None = None,
+                      band: tuple[float, float] = (2.0, 0.125)) -> dict[str, float]:
+    """Dominant stroke wavelength of an image, from its power spectrum.
+
+    The luminance (mean removed, Hann-windowed) is Fourier transformed and its power
+    averaged over 48 rings of equal log-frequency between ``band[0]`` pixels and
+    ``band[1]`` times the long side. The rings' power is divided by what a photo
+    would have there: the ``content`` photo's (resized to the output), or without it
+    1/f^2 (natural images' power law). What remains is where the output has more
+    structure than the photo: its strokes. The wavelength is 1 / the centroid of that
+    excess power on a log-frequency scale. Returns ``pixels`` and ``relative`` (pixels
+    / long side). Larger strokes, larger wavelength; for stripes it is their period.
+    Give ``content`` for stylised photos: without it the photo's own structure
+    (windows, foliage) weighs in.
+    """
+    output = _check(output, "output image")
+    h, w = output.shape[-2:]
+    lo = 1.0 / max(band[1] * max(h, w), 2 * band[0])
+    edges = torch.logspace(np.log10(lo), np.log10(1.0 / band[0]), 49, dtype=torch.float64)
+    centres = torch.sqrt(edges[1:] * edges[:-1]).numpy()
+    spectrum = _ring_spectrum(output, edges)
+    if content is not None:
+        photo = imaging.resize_tensor(_check(content, "content image"), (h, w))
+        base = _ring_spectrum(photo, edges)
+        spectrum = spectrum / np.maximum(base, 1e-6 * base.max() + 1e-12)
+    else:
+        spectrum = spectrum * centres ** 2
+    if spectrum.max() <= 0:
+        raise RestyleError("stroke wavelength: the image is flat (no structure to measure)")
+    logf = float((spectrum * np.log(centres)).sum() / spectrum.sum())
+    pixels = float(np.exp(-logf))
+    return {"pixels": pixels, "relative": pixels / max(h, w)}
+
+
 def evaluate(output: torch.Tensor, content: torch.Tensor, style: torch.Tensor,
              names: Sequence[str] | None = None) -> dict[str, float]:
     """The metrics ``names`` (default: all six of ``DIRECTIONS``) as a flat dict; per-layer
@@ -263,7 +350,19 @@ def main(argv: Sequence[str]) -> int:
                         help="images larger than this long side are reduced first (default 512)")
     parser.add_argument("--json", default=None, metavar="FILE",
                         help="also write all metrics, per layer included, as JSON")
+    parser.add_argument("--stroke-angle", default="", metavar="DEG",
+                        help="also report 'aligned': the share of the output's oriented "
+                             "gradient energy whose strokes run within 22.5 degrees of DEG "
+                             "(0 horizontal, 90 vertical; chance is 0.25); higher is better")
+    parser.add_argument("--stroke-field", default="", metavar="etf|FIELD",
+                        help="as --stroke-angle, against a direction per pixel: 'etf' (each "
+                             "content photo's edge tangent flow) or a field image")
+    parser.add_argument("--wavelength", action="store_true",
+                        help="also report 'wave%%': the dominant stroke wavelength from the "
+                             "power spectrum, in percent of the long side (at --size)")
     ns = parser.parse_args(argv)
+    from ..stroke import check_controls, parse_angle, stroke_field
+    check_controls(ns.stroke_angle, ns.stroke_field)
     if not len(ns.output) == len(ns.content) == len(ns.style):
         raise RestyleError(f"got {len(ns.output)} --output, {len(ns.content)} --content and "
                            f"{len(ns.style)} --style; give one of each per triple")
@@ -277,15 +376,30 @@ def main(argv: Sequence[str]) -> int:
     rows = []
     for out, content, style in zip(ns.output, ns.content, ns.style):
         metrics = score(out, content, style, ns.size)
+        if ns.stroke_angle or ns.stroke_field:
+            x = _load(out, "output image", ns.size)
+            target = (parse_angle(ns.stroke_angle) if ns.stroke_angle else
+                      stroke_field(ns.stroke_field, _load(content, "content image", ns.size)))
+            metrics["stroke_alignment"] = stroke_alignment(x, target)
+        if ns.wavelength:
+            wave = stroke_wavelength(_load(out, "output image", ns.size),
+                                     _load(content, "content image", ns.size))
+            metrics.update(stroke_wavelength=wave["pixels"], stroke_wavelength_relative=wave[
+                "relative"])
         rows.append({"output": out, "content": content, "style": style, "metrics": metrics})
     short = {"content_distance": "content", "ssim_luminance": "ssim", "edge_similarity": "edges",
              "gram_distance": "gram", "gaussian_wasserstein": "w2", "palette_distance": "palette"}
     arrows = {"lower": "↓", "higher": "↑"}
+    extra = {"stroke_alignment": ("aligned↑", 1.0),
+             "stroke_wavelength_relative": ("wave%", 100.0)}
+    extra = {k: v for k, v in extra.items() if k in rows[0]["metrics"]}
     width = max(len("output"), *(len(r["output"]) for r in rows))
     print(f"{'output':{width}s} "
-          + " ".join(f"{short[k] + arrows[d]:>9s}" for k, d in DIRECTIONS.items()))
+          + " ".join(f"{short[k] + arrows[d]:>9s}" for k, d in DIRECTIONS.items())
+          + "".join(f" {label:>9s}" for label, _ in extra.values()))
     for r in rows:
-        print(f"{r['output']:{width}s} " + " ".join(f"{r['metrics'][k]:9.4f}" for k in DIRECTIONS))
+        print(f"{r['output']:{width}s} " + " ".join(f"{r['metrics'][k]:9.4f}" for k in DIRECTIONS)
+              + "".join(f" {r['metrics'][k] * f:9.4f}" for k, (_, f) in extra.items()))
     if ns.json:
         fsio.write_text(json_path, json.dumps({"directions": DIRECTIONS, "results": rows},
                                               indent=2))

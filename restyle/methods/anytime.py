@@ -103,7 +103,10 @@ def one_pass_start(method: str, inputs: Inputs, p: AnytimeParams) -> torch.Tenso
                                "style image(s) (see `restyle models`); use --init adain-lite")
         return m.run(Inputs(inputs.content, [], inputs.style_weights, names),
                      make(m.Params, model=p.model, **common))
-    return m.run(inputs, make(m.Params, masks=p.masks, **common))
+    # the one-pass start follows the stroke direction too (the network start does not)
+    return m.run(inputs, make(m.Params, masks=p.masks, stroke_angle=p.stroke_angle,
+                              stroke_field=p.stroke_field, stroke_bins=p.stroke_bins,
+                              stroke_stretch=p.stroke_stretch, **common))
 
 
 @register

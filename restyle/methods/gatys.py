@@ -7,6 +7,11 @@ colour-histogram matching), spatial scale (``style_scale``) and a coarse-to-fine
 pyramid for large outputs, and spatial control: a different style (or none) per
 masked region, with guided statistics and a feathered composite.
 
+Stroke orientation (``stroke_angle``, ``stroke_field``; :mod:`restyle.stroke`): the
+style image is turned so its strokes run in the requested direction, on a canvas of its
+own size with a style mask of the painted pixels (the strokes keep their scale); a
+field's direction bins become soft regions, each matching its own turned style.
+
 The style statistic is selectable (``style_loss``: Gram, mean/std, MMD kernels,
 Gaussian W2, sliced Wasserstein; see restyle/style_losses.py). Several styles are
 blended by matching the weighted mixture of their feature distributions (for
@@ -21,7 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .. import imaging
+from .. import imaging, stroke
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
@@ -84,6 +89,10 @@ class GatysParams:
                               "the object")
     feather: float = param(4.0, "width in pixels of the soft seam where masked regions meet "
                            "the photo", min=0.0, max=512.0, metavar="PIXELS")
+    stroke_angle: str = stroke.angle_param()
+    stroke_field: str = stroke.field_param()
+    stroke_bins: int = stroke.bins_param()
+    stroke_stretch: float = stroke.stretch_param()
     seed: int = param(0, "random seed (noise init, random projections, reproducible output)",
                       min=0)
     auto: bool = param(False, "choose strength, style scale, style layer weights and TV weight "
@@ -190,6 +199,37 @@ class GatysProblem(PyramidProblem):
         return out
 
 
+def oriented_regions(content: torch.Tensor, styles: list[torch.Tensor], regions: list[Region],
+                     p: GatysParams) -> tuple[list[torch.Tensor], list[Region]]:
+    """Stroke orientation (:mod:`restyle.stroke`) as regions: each style rotated to each
+    requested direction on a canvas of its own size (so its strokes keep their scale), with
+    a style mask of the pixels that came from the painting; a field's direction bins
+    split every region into soft sub-regions."""
+    plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, content, styles)
+    if plan is None:
+        return styles, regions
+    rotated: list[torch.Tensor] = []
+    valid: list[torch.Tensor] = []
+    index: dict[tuple[int, int], int] = {}
+    for i, rows in enumerate(plan):
+        for j, (rot, target, _) in enumerate(rows):
+            image, inside = stroke.turn(styles[i], rot, target, p.stroke_stretch, crop=False)
+            index[i, j] = len(rotated)
+            rotated.append(image)
+            valid.append(inside)
+    out = []
+    for region in regions:
+        smasks = region.style_masks or [None] * len(region.styles)
+        for j, (_, _, bin_mask) in enumerate(plan[0]):
+            mask = bin_mask if region.mask is None else (
+                region.mask if bin_mask is None else region.mask * bin_mask)
+            idx = [index[i, j] for i in region.styles]
+            sm = [valid[k] if m is None else stroke.rotate(m, plan[i][j][0], torch.zeros(1))[0]
+                  * valid[k] for i, k, m in zip(region.styles, idx, smasks)]
+            out.append(Region(mask, idx, list(region.weights), sm))
+    return rotated, out
+
+
 def stylize_by_optimization(content: torch.Tensor, styles: list[torch.Tensor],
                             style_weights: list[float], p: GatysParams,
                             callbacks: Sequence[Callable[[Progress], None]] = (),
@@ -218,7 +258,8 @@ class Gatys(Method):
 def prepare(inputs: Inputs, params: GatysParams, method: str
             ) -> tuple[torch.Tensor, list[torch.Tensor], list[Region]]:
     """The content at the output size, the styles and the masked regions of a transfer
-    with Gatys's parameters (``method`` names the method in errors)."""
+    with Gatys's parameters (``method`` names the method in errors), stroke orientation
+    included (:func:`oriented_regions`)."""
     if inputs.content is None:
         raise RestyleError(f"{method} needs a content image")
     if not inputs.styles:
@@ -230,6 +271,7 @@ def prepare(inputs: Inputs, params: GatysParams, method: str
                            masks=params.masks, style_masks=params.style_masks,
                            object_mask=params.object_mask, box=params.box,
                            invert=params.invert_mask, styles=styles)
+    styles, regions = oriented_regions(content, styles, regions, params)
     return content, styles, regions
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import imaging
+from .. import imaging, stroke
 from ..errors import RestyleError
 from ..nets.stylenet import get_stylenet, installed_models
 from ..optimize import resolve_precision
@@ -44,6 +44,7 @@ class NetworkParams:
                                 choices=("none", "luminance", "histogram"))
     precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
                            choices=("auto", "bf16", "fp32"))
+    stroke_size: float = stroke.size_param("the network")
     runtime: str = param("torch", "run with PyTorch or with onnxruntime (ONNX export)",
                          choices=("torch", "onnx"))
 
@@ -87,14 +88,17 @@ class Network(Method):
         weights = {}
         for name, w in zip(names, inputs.style_weights):
             weights[name] = weights.get(name, 0.0) + w
-        photo = imaging.to_tensor(imaging.resize(inputs.content,
-                                                 imaging.fit_size(*inputs.content.size,
-                                                                  params.size)))
+        out_size = imaging.fit_size(*inputs.content.size, params.size)
+        photo = imaging.to_tensor(imaging.resize(inputs.content, out_size))
+        side = stroke.working_side(params.stroke_size, max(out_size))
+        work = photo if side == max(out_size) else imaging.to_tensor(
+            imaging.resize(inputs.content, imaging.fit_size(*out_size, side)))
         if params.runtime == "onnx":
             from ..nets.onnx_export import onnx_session
-            out = onnx_session(net).run(photo, net.mix_vector(weights))
+            out = onnx_session(net).run(work, net.mix_vector(weights))
         else:
-            out = net.stylize(photo, weights, resolve_precision(params.precision))
+            out = net.stylize(work, weights, resolve_precision(params.precision))
+        out = stroke.resample_to(out.float(), photo)  # back from the working size
         if params.preserve_color == "luminance":
             out = imaging.combine_luminance(out, photo)
         elif params.preserve_color == "histogram":

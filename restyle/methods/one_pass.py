@@ -19,6 +19,12 @@ to the layer's resolution (soft edges stay soft), and each region's transform us
 the content statistics of that region (Huang & Belongie 2017, sec. 7.3); where no
 mask covers the image, the photo's own features are decoded.
 
+Stroke control (:mod:`restyle.stroke`): ``stroke_size`` runs the whole method at a
+working size of ``1024 / stroke_size`` px and brings the result to the output size
+(guided upsampling with the photo's detail), so strokes keep their size relative to the
+picture at any output size; ``stroke_angle`` / ``stroke_field`` turn each style so its
+strokes run in the requested direction, a field's directions being soft masks as above.
+
 Large images run in overlapping tiles (:mod:`restyle.tiling`): a first pass over the
 tiles accumulates the content statistics of the whole image, a second transforms and
 decodes each tile with them and blends the tiles with partition-of-unity windows, so
@@ -35,7 +41,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import imaging
+from .. import imaging, stroke
 from ..errors import RestyleError
 from ..nets.decoder import Decoder
 from ..params import param
@@ -75,6 +81,11 @@ class OnePassParams:
     masks: str = param("", "one mask image per style (comma-separated): white paints that "
                        "style, grey blends, where no mask is white the photo is kept",
                        metavar="M1,M2")
+    stroke_size: float = stroke.size_param("the method")
+    stroke_angle: str = stroke.angle_param()
+    stroke_field: str = stroke.field_param()
+    stroke_bins: int = stroke.bins_param()
+    stroke_stretch: float = stroke.stretch_param()
     tile: int = param(0, f"process in tiles of this many pixels (0: automatic, tiles of "
                       f"{AUTO_TILE} for images over {AUTO_SINGLE} px); tiles share the whole "
                       f"image's statistics, so they agree", min=0, max=imaging.MAX_SIDE)
@@ -90,6 +101,9 @@ class Prepared:
     weights: list[float]  # their weights, summing to 1
     preserve_color: str
     masks: list[torch.Tensor] | None = None  # (1, 1, H, W) in [0, 1], one per style
+    #: the photo at the output size when the transfer runs at a smaller working size
+    #: (``stroke_size``): the result is brought back to it by guided upsampling
+    full: torch.Tensor | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -99,9 +113,11 @@ class Prepared:
         """The decoded image; for luminance transfer with the photo's chroma (YIQ); with
         ``palette='style'`` recoloured to the target palette (:meth:`match_palette`)."""
         if self.preserve_color == "luminance":
-            return imaging.combine_luminance(out, self.photo)
-        out = out.clamp(0, 1)
-        return self.match_palette(out, p.strength) if p.palette == "style" else out
+            out = imaging.combine_luminance(out, self.photo)
+        else:
+            out = out.clamp(0, 1)
+            out = self.match_palette(out, p.strength) if p.palette == "style" else out
+        return out if self.full is None else stroke.resample_to(out, self.full)
 
     def match_palette(self, out: torch.Tensor, alpha: float) -> torch.Tensor:
         """Give ``out`` the colour mean and covariance the transfer aims at: the styles'
@@ -130,8 +146,16 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
         raise RestyleError(f"{method} needs a content image")
     if not inputs.styles:
         raise RestyleError(f"{method} needs at least one style image")
-    photo = imaging.to_tensor(imaging.resize(inputs.content,
-                                             imaging.fit_size(*inputs.content.size, p.size)))
+    stroke.check_controls(p.stroke_angle, p.stroke_field)
+    out_w, out_h = imaging.fit_size(*inputs.content.size, p.size)
+    full = None
+    if p.stroke_size:  # run at a working size: strokes as this method paints at 1024 / S px
+        work = stroke.working_side(p.stroke_size, max(out_w, out_h))
+        if work != max(out_w, out_h):
+            full = imaging.to_tensor(imaging.resize(inputs.content, (out_w, out_h)))
+            out_w, out_h = imaging.fit_size(out_w, out_h, work)
+    style_side = p.style_size or min(max(out_w, out_h), STYLE_SIZE_CAP)
+    photo = imaging.to_tensor(imaging.resize(inputs.content, (out_w, out_h)))
     total = sum(inputs.style_weights)
     mask_files = [m.strip() for m in p.masks.split(",") if m.strip()] if p.masks else []
     if mask_files and len(mask_files) != len(inputs.styles):
@@ -139,7 +163,6 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
                            f"{len(inputs.styles)} styles")
     styles, weights, masks = [], [], []
     h, w_ = photo.shape[-2:]
-    style_side = p.style_size or min(max(h, w_), STYLE_SIZE_CAP)
     for k, (img, w) in enumerate(zip(inputs.styles, inputs.style_weights)):
         if w > 0 or mask_files:
             styles.append(imaging.to_tensor(imaging.resize(img, imaging.fit_size(*img.size,
@@ -147,6 +170,19 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
             weights.append(w / total)
             if mask_files:
                 masks.append(load_mask(mask_files[k], (h, w_)))
+    plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, photo, styles)
+    if plan is not None:
+        # each style turned to each direction; a field's directions are soft regions
+        # (masks), weighted by the style's weight or its own mask
+        oriented, o_weights, o_masks = [], [], []
+        for k, rows in enumerate(plan):
+            for rot, target, region in rows:
+                oriented.append(stroke.turn(styles[k], rot, target, p.stroke_stretch)[0])
+                o_weights.append(weights[k])
+                if region is not None or masks:
+                    base = masks[k] if masks else torch.full((1, 1, h, w_), weights[k])
+                    o_masks.append(base if region is None else base * region)
+        styles, weights, masks = oriented, o_weights, o_masks
     content = photo
     if p.preserve_color == "luminance":
         styles = [imaging.match_luminance(s, photo) for s in styles]
@@ -159,7 +195,7 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
             raise RestyleError("every mask is black: nothing would be stylised")
         scale = torch.where(cover > 1, 1 / cover.clamp_min(1e-8), torch.ones_like(cover))
         masks = [m * scale for m in masks]  # overlapping masks share, never exceed 1
-    return Prepared(content, photo, styles, weights, p.preserve_color, masks or None)
+    return Prepared(content, photo, styles, weights, p.preserve_color, masks or None, full)
 
 
 def load_mask(path: str, size: tuple[int, int]) -> torch.Tensor:

@@ -564,7 +564,7 @@ def _check_params(info: dict, given: dict, config: StudioConfig, files: dict) ->
         p = by_name.get(name)
         if p is None:
             continue  # make() names the unknown parameters
-        if p["mask"]:
+        if p["mask"] and value not in p.get("keywords", ()):
             raise UploadError(422, f"{name} is an image: send it as a file part named "
                                    f"{name!r}, not as a parameter")
         if name in files:

@@ -11,6 +11,9 @@ dataclass as the CLI flags. Two conventions extend the plain parameter types:
   plural name takes one image per style, comma-separated in style order (as
   ``--masks M1,M2``); a name starting with ``style_`` is painted on the style images,
   any other on the content photo. Masks are white inside; maps label regions by colour;
+  a **field** (``field``, ``_field``) is a direction per pixel painted in colour (hue =
+  direction, see :mod:`restyle.stroke`). Lower-case words of such a parameter's
+  metavar (``etf`` in ``etf|FIELD``) may be sent as plain values instead of an image;
 * a **path parameter** is a ``str`` field whose metavar mentions PATH, DIR or URL (an
   init image, a decoder or weights file): it names a file on the server's machine. The
   studio accepts only its built-in values (the lower-case words of its metavar, such as
@@ -41,20 +44,30 @@ PRIMARY = ("model", "size", "iterations", "strength", "style_scale", "scale",
 
 MASK_NAMES = ("mask", "masks")
 MAP_NAMES = ("map", "maps")
+FIELD_NAMES = ("field",)
 
 
 def is_mask_field(d: dict[str, Any]) -> bool:
     """A parameter whose value is an uploaded image: a mask, or a semantic map."""
     name, metavar = d["name"], str(d.get("metavar") or "")
     return d["type"] == "str" and (
-        name in MASK_NAMES + MAP_NAMES
-        or name.endswith(tuple(f"_{n}" for n in MASK_NAMES + MAP_NAMES))
+        name in MASK_NAMES + MAP_NAMES + FIELD_NAMES
+        or name.endswith(tuple(f"_{n}" for n in MASK_NAMES + MAP_NAMES + FIELD_NAMES))
         or "MASK" in metavar.upper())
 
 
 def mask_kind(name: str) -> str:
-    """"map" for semantic maps (colours label regions), else "mask" (white is inside)."""
+    """"map" for semantic maps (colours label regions), "field" for direction fields
+    (hue is a direction), else "mask" (white is inside)."""
+    if name.endswith(FIELD_NAMES):
+        return "field"
     return "map" if name.endswith(MAP_NAMES) else "mask"
+
+
+def keywords(d: dict[str, Any]) -> list[str]:
+    """Plain values an image parameter also takes: the lower-case words of its metavar
+    (``etf`` of ``etf|FIELD``)."""
+    return [w for w in str(d.get("metavar") or "").split("|") if w and w.islower()]
 
 
 def is_path_field(d: dict[str, Any]) -> bool:
@@ -114,6 +127,8 @@ def method_info(cls) -> dict[str, Any]:
         d["mask"] = is_mask_field(d)
         d["path"] = is_path_field(d) and not d["mask"]
         d["upload"] = d["path"] and is_image_path_field(d)  # may be sent as a file part
+        if d["mask"]:
+            d["keywords"] = keywords(d)
         d["primary"] = d["name"] in PRIMARY
         params.append(d)
     try:

@@ -14,7 +14,7 @@ const TASK_LABELS = { transfer: "Style transfer", texture: "Texture synthesis", 
 
 /** Which control a parameter gets: toggle, select, slider, number, text (or mask). */
 function controlKind(p) {
-  if (p.mask) return "mask";
+  if (p.mask) return (p.keywords || []).length ? "select" : "mask";  // e.g. a field or "etf"
   if (p.type === "bool") return "toggle";
   if (p.choices && p.choices.length) return "select";
   const bounded = p.min !== undefined && p.min !== null && p.max !== undefined && p.max !== null;
@@ -58,7 +58,7 @@ function checkValue(p, v) {
 function changedParams(params, values) {
   const out = {};
   for (const p of params) {
-    if (p.mask || !(p.name in values)) continue;
+    if ((p.mask && !(p.keywords || []).length) || !(p.name in values)) continue;
     const v = values[p.name];
     if (v !== p.default) out[p.name] = v;
   }
@@ -246,7 +246,7 @@ function renderParams() {
   advanced.textContent = "";
   const m = S.method;
   for (const p of m.params) {
-    if (p.mask) continue;
+    if (p.mask && !(p.keywords || []).length) continue;  // painted in the mask panel
     if (m.style_kind === "name" && p.name === "model") continue;  // the model picker sets it
     (p.primary ? primary : advanced).append(paramControl(p));
   }
@@ -267,7 +267,10 @@ function paramControl(p) {
     input.addEventListener("change", () => setParam(p, input.checked, field));
   } else if (kind === "select") {
     const select = el("select", { id });
-    for (const c of p.choices) select.append(el("option", { value: String(c), text: String(c) }));
+    const choices = p.choices && p.choices.length ? p.choices : ["", ...p.keywords];
+    for (const c of choices) {
+      select.append(el("option", { value: String(c), text: String(c) || "painted (mask panel) or none" }));
+    }
     select.value = String(value);
     field = el("div", { class: "field", "data-param": p.name },
       el("label", { for: id, class: "field-head" }, el("span", { text: humanize(p.name) })), select, help);
@@ -435,7 +438,9 @@ function renderMasks() {
     editor.hidden = true;
     return;
   }
-  note.textContent = m.masks.some((x) => x.kind === "map")
+  note.textContent = m.masks.some((x) => x.kind === "field")
+    ? "Paint or upload the images this method takes: masks are white inside; a stroke field is a direction per pixel, its hue twice the angle (red horizontal, yellow-green 45°, cyan vertical, violet 135°), unpainted = no direction."
+    : m.masks.some((x) => x.kind === "map")
     ? "Paint or upload the images this method takes: masks are white inside; maps label regions by colour."
     : "Paint where a style applies (or upload a black-and-white mask): white is inside.";
   editor.hidden = false;
@@ -476,7 +481,7 @@ function drawMask() {
   const canvas = $("mask-canvas"), empty = $("mask-empty");
   const t = currentTargets().find((x) => x.key === S.maskTarget);
   $("mask-help").textContent = t ? t.help : "";
-  const isMap = !!t && t.kind === "map";
+  const isMap = !!t && (t.kind === "map" || t.kind === "field");  // painted in colour
   $("mask-color-field").hidden = !isMap;
   $("mask-invert").hidden = isMap;
   const layer = t ? maskLayer(t) : null;
@@ -518,7 +523,7 @@ function drawMask() {
 
 function activeTarget() { return currentTargets().find((x) => x.key === S.maskTarget) || null; }
 function activeLayer() { const t = activeTarget(); return t ? maskLayer(t) : null; }
-function brushColor() { const t = activeTarget(); return t && t.kind === "map" ? $("mask-color").value : "#fff"; }
+function brushColor() { const t = activeTarget(); return t && (t.kind === "map" || t.kind === "field") ? $("mask-color").value : "#fff"; }
 
 function setupMaskPainter() {
   const canvas = $("mask-canvas");
@@ -587,7 +592,7 @@ function setupMaskPainter() {
       const tc = tmp.getContext("2d");
       tc.drawImage(img, 0, 0, w, h);
       URL.revokeObjectURL(url);
-      if (activeTarget().kind === "map") {  // a semantic map keeps its colours
+      if (["map", "field"].includes(activeTarget().kind)) {  // maps and fields keep their colours
         const lc = layer.canvas.getContext("2d");
         lc.clearRect(0, 0, w, h);
         lc.drawImage(tmp, 0, 0);
@@ -630,7 +635,7 @@ async function buildForm() {
   form.append("method", m.name);
   const values = S.values[m.name];
   for (const p of m.params) {
-    if (p.mask || !(p.name in values)) continue;
+    if ((p.mask && !(p.keywords || []).length) || !(p.name in values)) continue;
     const problem = checkValue(p, values[p.name]);
     if (problem) throw new Error(problem);
   }
