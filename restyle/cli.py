@@ -488,7 +488,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
 TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable)",
              "style": "a feed-forward style network for one or many styles (resumable)",
              "adain-lite": "the distilled AdaIN encoder/decoder for --method adain-lite "
-                           "(resumable)"}
+                           "(resumable)",
+             "mgan": "an MGAN decoder for one painting, against a patch critic (resumable)"}
 
 
 def _run_training(fn, out: str) -> int:
@@ -586,6 +587,30 @@ def train_lite_cli(argv: Sequence[str]) -> int:
         echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
 
 
+def train_mgan_cli(argv: Sequence[str]) -> int:
+    import dataclasses
+
+    from .nets.train_mgan import MGANTraining, train_mgan
+    parser = ArgumentParser(
+        prog="restyle train mgan",
+        description="Train an MGAN (Li & Wand 2016) for the painting STYLE: the adain-lite "
+                    "decoder learns, against a patch discriminator on encoder features, to "
+                    "paint photos with the painting's patches (--method mgan). Resumable.")
+    parser.add_argument("style", metavar="STYLE", help="the painting")
+    _training_arguments(parser, "mgan.safetensors, preview.png")
+    parser.add_argument("--lite", default=None, metavar="FILE",
+                        help="distilled AdaIN model to start from (default: the packaged one)")
+    add_arguments(parser, MGANTraining)
+    ns = parser.parse_args(argv)
+    settings = dataclasses.asdict(from_namespace(MGANTraining, ns))
+    return _run_training(lambda: train_mgan(
+        ns.style, ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+        data_dir=ns.data_dir, export=ns.export, lite=ns.lite,
+        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
+        precision=ns.precision, device=ns.device,
+        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+
+
 def cmd_train(argv: Sequence[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: restyle train NETWORK [options]\n\nnetworks:")
@@ -598,6 +623,8 @@ def cmd_train(argv: Sequence[str]) -> int:
         return train_style_cli(argv[1:])
     if argv[0] == "adain-lite":
         return train_lite_cli(argv[1:])
+    if argv[0] == "mgan":
+        return train_mgan_cli(argv[1:])
     import dataclasses
 
     from .nets.train_decoder import DecoderTraining, train_decoder

@@ -118,6 +118,24 @@ def test_training_lowers_the_style_loss_and_resumes_exactly(photo_dir, style_dir
     assert len(loss_b) == 6 and loss_b == pytest.approx(loss_c, rel=1e-5)
 
 
+def test_lite_loss_network_trains_and_the_vgg16_judge_scores(photo_dir, style_dir, tmp_path):
+    from restyle.nets.train_style import train_style
+    styles = sorted(style_dir.iterdir())
+    kw = dict(steps=40, lr=5e-3, warmup=0, data_dir=photo_dir, eval_every=40, loss_net="lite",
+              content_layer="relu4_1", style_layers="relu1_1,relu2_1,relu3_1,relu4_1", **TINY)
+    train_style(styles, tmp_path / "lite", **kw)
+    log = read_log(tmp_path / "lite" / "log.jsonl")
+    evals = [r["eval"] for r in log if "eval" in r]
+    assert [e["step"] for e in evals] == [0, 40]
+    assert evals[-1]["style"] < 0.7 * evals[0]["style"]  # in the lite encoder's space ...
+    assert evals[-1]["judge_gram"] < 0.8 * evals[0]["judge_gram"]  # ... and the VGG16's
+    assert len(evals[-1]["judge_gram_each"]) == 2 and evals[0]["judge_content"] > 0
+    net = load_stylenet(tmp_path / "lite" / "stylenet.safetensors")
+    assert "adain-lite" in net.metadata["loss_network"]
+    with pytest.raises(RestyleError, match="no layer relu4_2"):
+        train_style(styles, tmp_path / "bad", **{**kw, "content_layer": "relu4_2"})
+
+
 def test_adding_a_style_trains_only_its_own_parameters(photo_dir, style_dir, tmp_path):
     from restyle.nets.train_style import train_style
     base = random_net(("bands",), width=8, blocks=1)

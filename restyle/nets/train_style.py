@@ -39,12 +39,14 @@ from ..losses import gram_matrix, relative_mse, total_variation
 from ..optimize import resolve_precision
 from ..params import make, param
 from .stylenet import StyleNet, load_stylenet
-from .training import (RandomCrops, center_square, check_run_args,
+from .training import (Judge, RandomCrops, center_square, check_run_args,
                        data_root, image_files, load_uint8, open_run, optimizer_step,
                        resolve_device, restore_run, save_checkpoint, training_loop,
                        warmup_cosine)
 
 LOG = "log.jsonl"
+#: The loss networks ``StyleTraining.loss_net`` names.
+LOSS_NETS = ("vgg16", "lite")
 #: Style weight that ``strength=0.5`` stands for (as in the Gatys method).
 STYLE_BALANCE = 100.0
 
@@ -66,6 +68,10 @@ class StyleTraining:
     style_layers: str = param("relu1_2,relu2_2,relu3_3,relu4_3", "VGG16 layers of the style loss")
     tv_weight: float = param(0.0, "total-variation weight (squared differences, [0, 1] units)",
                              min=0.0)
+    loss_net: str = param("vgg16", "loss network: the embedded VGG16 (it stops at the deepest "
+                          "layer asked for), or 'lite', the distilled adain-lite encoder "
+                          "(relu1_1..relu4_1, about 7x cheaper; the full VGG16 still judges)",
+                          choices=LOSS_NETS)
     seed: int = param(0, "random seed: initial weights, crops", min=0)
 
 
@@ -88,7 +94,7 @@ class StyleRun:
         self.bf16 = resolve_precision(precision, self.dev)
         self.style_layers = _split(cfg.style_layers)
         self.layers = sorted(set(self.style_layers) | {cfg.content_layer})
-        self.vgg = get_vgg().to(self.dev)
+        self.vgg = loss_network(cfg.loss_net).to(self.dev)
         self.vgg.check_layers(self.layers)
 
         files = image_files(content_dir, "training photo")
@@ -140,6 +146,7 @@ class StyleRun:
                 per_style.append({n: gram_matrix(feats[n]).float()[0] for n in self.style_layers})
             for n in self.style_layers:
                 self.grams[n] = torch.stack([g[n] for g in per_style])  # (n_new, C, C)
+        self.judge = Judge(style_files, self.eval_batch, eval_size, self.dev)
 
         restore_run(self, state, cfg.seed, out / LOG, lambda: {
             "config": asdict(cfg), "total_steps": total, "styles": all_names,
@@ -193,7 +200,9 @@ class StyleRun:
     @staticmethod
     def describe_eval(e: dict) -> str:
         return (f"step {e['step']}: held-out content {e['content']:.3f}, style {e['style']:.4f} "
-                f"(per style: {', '.join(f'{v:.3f}' for v in e['style_each'])})")
+                f"(per style: {', '.join(f'{v:.3f}' for v in e['style_each'])}); VGG16 judge: "
+                f"content {e['judge_content']:.3f}, Gram {e['judge_gram']:.4f} (per style: "
+                f"{', '.join(f'{v:.3f}' for v in e['judge_gram_each'])})")
 
     def encode(self, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -237,20 +246,25 @@ class StyleRun:
         """Held-out photos in every trained style: mean losses, and the preview sheet."""
         self.net.eval()
         x = self.eval_batch.to(self.dev)
-        rows, content, style_each = [], [], []
+        rows, content, style_each, judged = [], [], [], []
         for k, name in enumerate(self.trained_styles):
             with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
                 y = self.net(x, self.net.mix_vector(name, len(x)).to(self.dev)).float()
             parts = self.losses(y, x, torch.full((len(x),), k, device=self.dev))
             content.append(float(parts["content"]))
             style_each.append(round(float(parts["style"]), 5))
+            judged.append(self.judge(y, k))
             rows.append(y.cpu())
         self.net.train()
         sheet = torch.cat([torch.cat([self.eval_batch[i] for i in range(len(x))], 1)]
                           + [torch.cat([r[i] for i in range(len(x))], 1) for r in rows], 2)
         imaging.save_image(sheet.unsqueeze(0), self.out / "preview.png", overwrite=True)
+        n = len(judged)
         return {"content": round(sum(content) / len(content), 5),
-                "style": round(sum(style_each) / len(style_each), 5), "style_each": style_each}
+                "style": round(sum(style_each) / len(style_each), 5), "style_each": style_each,
+                "judge_content": round(sum(c for c, _ in judged) / n, 5),
+                "judge_gram": round(sum(g for _, g in judged) / n, 5),
+                "judge_gram_each": [round(g, 5) for _, g in judged]}
 
     def save_weights(self, path: Path) -> Path:
         return self.net.save(path, steps=self.step_no, total_steps=self.total,
@@ -262,6 +276,40 @@ class StyleRun:
 
     def checkpoint(self) -> None:
         save_checkpoint(self, styles=self.net.styles, model=self.net.state_dict())
+
+
+class LiteLossNet:
+    """The distilled adain-lite encoder called like the VGG16 backbone (a cheap loss network)."""
+
+    def __init__(self, path: Path | None = None):
+        from .lite import TAPS, default_lite_path, get_lite
+        self.path = Path(path) if path else default_lite_path()
+        self.encoder = get_lite(self.path).encoder
+        self.names = TAPS
+        self.source = f"adain-lite encoder ({self.path.name})"
+
+    def check_layers(self, layers: Sequence[str]) -> None:
+        bad = [n for n in layers if n not in self.names]
+        if bad:
+            raise RestyleError(f"the lite loss network has no layer {', '.join(bad)}; it has "
+                               f"{', '.join(self.names)} (e.g. --content-layer relu4_1 "
+                               f"--style-layers relu1_1,relu2_1,relu3_1,relu4_1)")
+
+    def to(self, device) -> "LiteLossNet":
+        self.encoder.to(device)
+        return self
+
+    def __call__(self, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.encoder.taps(images, layers)
+
+
+def loss_network(name: str):
+    """The frozen loss network ``name`` of :data:`LOSS_NETS`."""
+    if name == "vgg16":
+        return get_vgg()
+    if name == "lite":
+        return LiteLossNet()
+    raise RestyleError(f"unknown loss network {name!r}; one of {', '.join(LOSS_NETS)}")
 
 
 def style_name(path: Path) -> str:
