@@ -545,9 +545,12 @@ def train_style_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--add-to", default=None, metavar="MODEL",
                         help="add the styles to this trained network, training only their "
                              "own normalisation parameters")
-    parser.add_argument("--init-from", default=None, metavar="MODEL",
-                        help="start a new run from this trained network's weights (same "
-                             "styles), e.g. to fine-tune it at another --strength")
+    parser.add_argument("--init-from", default="auto", metavar="MODEL",
+                        help="start a new run from this trained network's weights: the same "
+                             "styles to fine-tune it (e.g. at another --strength), other "
+                             "styles to start from a network that already paints photos; "
+                             "'auto' (default): the installed painters network when the "
+                             "shape fits, 'none': random weights")
     _training_arguments(parser, "stylenet.safetensors, preview.png")
     add_arguments(parser, StyleTraining)
     ns = parser.parse_args(argv)

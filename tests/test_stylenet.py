@@ -173,8 +173,15 @@ def test_init_from_starts_a_new_run_from_a_trained_network(photo_dir, style_dir,
     assert log[0]["init_from"] == str(base_path) and log[0]["config"]["width"] == 8
     with pytest.raises(RestyleError, match="already holds a run"):
         train_style(styles, tmp_path / "tune", steps=1, init_from=base_path, strength=0.3, **kw)
-    with pytest.raises(RestyleError, match="same ones"):
-        train_style(styles[:1], tmp_path / "other", steps=1, init_from=base_path, **kw)
+    # other styles: the shared weights, each new style at the mean of the old ones
+    train_style([style_dir / "bands.png"], tmp_path / "other", steps=1, stop_at_step=0,
+                init_from=base_path, names=["new"], **kw)
+    other = load_stylenet(tmp_path / "other" / "stylenet.safetensors")
+    assert other.styles == ["new"]
+    for k, v in other.state_dict().items():
+        want = base.state_dict()[k]
+        want = want.mean(0, keepdim=True) if k.endswith(("gamma", "beta")) else want
+        assert torch.allclose(v, want.half().float(), atol=2e-3)
     with pytest.raises(RestyleError, match="do not go together"):
         train_style(styles, tmp_path / "x", steps=1, init_from=base_path, add_to=base_path, **kw)
 
