@@ -186,6 +186,31 @@ def test_init_from_starts_a_new_run_from_a_trained_network(photo_dir, style_dir,
         train_style(styles, tmp_path / "x", steps=1, init_from=base_path, add_to=base_path, **kw)
 
 
+def test_auto_init_starts_new_runs_from_the_installed_painters(photo_dir, style_dir, tmp_path,
+                                                               monkeypatch):
+    from restyle.nets.train_style import train_style
+    models = tmp_path / "models"
+    models.mkdir()
+    base = random_net(("a", "b"), width=8, blocks=1)
+    base.save(models / "painters.safetensors")
+    monkeypatch.setenv("RESTYLE_MODELS", str(models))
+    kw = dict(data_dir=photo_dir, eval_every=100, warmup=0, steps=2, **TINY)
+    style = [style_dir / "bands.png"]
+    said = []
+    train_style(style, tmp_path / "auto", stop_at_step=0, **{**kw, "echo": said.append})
+    assert any("installed painters" in m for m in said)
+    start = load_stylenet(tmp_path / "auto" / "stylenet.safetensors").state_dict()
+    assert torch.equal(start["down.0.conv.weight"], base.state_dict()["down.0.conv.weight"].half().float())
+    assert read_log(tmp_path / "auto" / "log.jsonl")[0]["init_from"].endswith("painters.safetensors")
+    # resuming that run, another shape, or "none": no automatic start
+    train_style(style, tmp_path / "auto", **kw)
+    assert read_log(tmp_path / "auto" / "log.jsonl")[-1]["step"] == 2
+    train_style(style, tmp_path / "wide", stop_at_step=0, **{**kw, "width": 12})
+    train_style(style, tmp_path / "none", stop_at_step=0, init_from="none", **kw)
+    for run in ("wide", "none"):
+        assert read_log(tmp_path / run / "log.jsonl")[0]["init_from"] is None
+
+
 # ----------------------------------------------------------------------------- using a model
 
 @pytest.fixture
