@@ -530,6 +530,15 @@ def _training_arguments(parser: argparse.ArgumentParser, weights_help: str) -> N
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
+def _run_options(ns: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`_training_arguments`' options, for any trainer."""
+    return dict(minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+                data_dir=ns.data_dir, export=ns.export,
+                checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
+                precision=ns.precision, device=ns.device,
+                echo=None if ns.quiet else (lambda m: print(m, flush=True)))
+
+
 def train_style_cli(argv: Sequence[str]) -> int:
     import dataclasses
 
@@ -557,12 +566,8 @@ def train_style_cli(argv: Sequence[str]) -> int:
     settings = dataclasses.asdict(from_namespace(StyleTraining, ns))
     names = [n.strip() for n in ns.names.split(",")] if ns.names else None
     return _run_training(lambda: train_style(
-        ns.styles, ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        names=names, add_to=ns.add_to, init_from=ns.init_from, data_dir=ns.data_dir,
-        export=ns.export,
-        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
-        precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        ns.styles, ns.out, names=names, add_to=ns.add_to, init_from=ns.init_from,
+        **_run_options(ns), **settings), ns.out)
 
 
 def train_lite_cli(argv: Sequence[str]) -> int:
@@ -583,11 +588,8 @@ def train_lite_cli(argv: Sequence[str]) -> int:
     ns = parser.parse_args(argv)
     settings = dataclasses.asdict(from_namespace(LiteTraining, ns))
     return _run_training(lambda: train_lite(
-        ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        data_dir=ns.data_dir, style_dirs=ns.style_dir, export=ns.export,
-        teacher_decoder=ns.teacher_decoder, checkpoint_minutes=ns.checkpoint_minutes,
-        eval_every=ns.eval_every, precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        ns.out, style_dirs=ns.style_dir, teacher_decoder=ns.teacher_decoder,
+        **_run_options(ns), **settings), ns.out)
 
 
 def train_mgan_cli(argv: Sequence[str]) -> int:
@@ -607,11 +609,7 @@ def train_mgan_cli(argv: Sequence[str]) -> int:
     ns = parser.parse_args(argv)
     settings = dataclasses.asdict(from_namespace(MGANTraining, ns))
     return _run_training(lambda: train_mgan(
-        ns.style, ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        data_dir=ns.data_dir, export=ns.export, lite=ns.lite,
-        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
-        precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        ns.style, ns.out, lite=ns.lite, **_run_options(ns), **settings), ns.out)
 
 
 def cmd_train(argv: Sequence[str]) -> int:
@@ -647,11 +645,8 @@ def cmd_train(argv: Sequence[str]) -> int:
     ns = parser.parse_args(argv[1:])
     settings = dataclasses.asdict(from_namespace(DecoderTraining, ns))
     return _run_training(lambda: train_decoder(
-        out_dir=ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        data_dir=ns.data_dir, style_dir=ns.style_dir, export=ns.export, init_from=ns.init_from,
-        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
-        precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        out_dir=ns.out, style_dir=ns.style_dir, init_from=ns.init_from, **_run_options(ns),
+        **settings), ns.out)
 
 
 def _facts_command(argv: Sequence[str], prog: str, description: str, facts, show) -> int:
