@@ -34,6 +34,7 @@ def test_training_learns_the_paintings_patches(trained):
     out, summary = trained
     assert summary["finished"] and summary["step"] == 30
     log = read_log(out / "run" / "log.jsonl")
+    assert log[0]["start"] is True and log[0]["init"] == "adain_lite.safetensors"
     steps = [r for r in log if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, 31))
     # the critic learns to tell the painting's patches from the outputs' ...

@@ -135,7 +135,7 @@ class MGANRun:
         self.judge = Judge([style_file], self.eval_batch, eval_size, self.dev)
         restore_run(self, state, cfg.seed, out / LOG, lambda: {
             "config": asdict(cfg), "total_steps": total, "style": style_file.name,
-            "start": self.lite_note, "held_out": data.held_out, "params": self.params,
+            "init": self.lite_note, "held_out": data.held_out, "params": self.params,
             "bf16": self.bf16, "device": str(self.dev), "restyle": __version__})
 
     def _short_side(self, painting) -> int:
@@ -226,7 +226,7 @@ class MGANRun:
                                style=self.style_file.stem, style_file=self.style_file.name,
                                thumbnail=[round(float(v), 3) for v in self.thumb.flatten()],
                                heldout=self.last_eval or {}, train_data=self.data_note,
-                               start=self.lite_note, restyle=__version__)
+                               init=self.lite_note, restyle=__version__)
 
     def checkpoint(self) -> None:
         save_checkpoint(self, model=self.model.state_dict(), disc=self.disc.state_dict(),
