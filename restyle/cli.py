@@ -511,7 +511,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
 TRAINABLE = {"decoder": "a VGG16 decoder for AdaIN / WCT / style-swap (resumable)",
              "style": "a feed-forward style network for one or many styles (resumable)",
              "adain-lite": "the distilled AdaIN encoder/decoder for --method adain-lite "
-                           "(resumable)"}
+                           "(resumable)",
+             "mgan": "an MGAN decoder for one painting, against a patch critic (resumable)"}
 
 
 def _run_training(fn, out: str) -> int:
@@ -552,6 +553,15 @@ def _training_arguments(parser: argparse.ArgumentParser, weights_help: str) -> N
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
+def _run_options(ns: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`_training_arguments`' options, for any trainer."""
+    return dict(minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
+                data_dir=ns.data_dir, export=ns.export,
+                checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
+                precision=ns.precision, device=ns.device,
+                echo=None if ns.quiet else (lambda m: print(m, flush=True)))
+
+
 def train_style_cli(argv: Sequence[str]) -> int:
     import dataclasses
 
@@ -567,21 +577,20 @@ def train_style_cli(argv: Sequence[str]) -> int:
     parser.add_argument("--add-to", default=None, metavar="MODEL",
                         help="add the styles to this trained network, training only their "
                              "own normalisation parameters")
-    parser.add_argument("--init-from", default=None, metavar="MODEL",
-                        help="start a new run from this trained network's weights (same "
-                             "styles), e.g. to fine-tune it at another --strength")
+    parser.add_argument("--init-from", default="auto", metavar="MODEL",
+                        help="start a new run from this trained network's weights: the same "
+                             "styles to fine-tune it (e.g. at another --strength), other "
+                             "styles to start from a network that already paints photos; "
+                             "'auto' (default): the installed painters network when the "
+                             "shape fits, 'none': random weights")
     _training_arguments(parser, "stylenet.safetensors, preview.png")
     add_arguments(parser, StyleTraining)
     ns = parser.parse_args(argv)
     settings = dataclasses.asdict(from_namespace(StyleTraining, ns))
     names = [n.strip() for n in ns.names.split(",")] if ns.names else None
     return _run_training(lambda: train_style(
-        ns.styles, ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        names=names, add_to=ns.add_to, init_from=ns.init_from, data_dir=ns.data_dir,
-        export=ns.export,
-        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
-        precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        ns.styles, ns.out, names=names, add_to=ns.add_to, init_from=ns.init_from,
+        **_run_options(ns), **settings), ns.out)
 
 
 def train_lite_cli(argv: Sequence[str]) -> int:
@@ -602,11 +611,28 @@ def train_lite_cli(argv: Sequence[str]) -> int:
     ns = parser.parse_args(argv)
     settings = dataclasses.asdict(from_namespace(LiteTraining, ns))
     return _run_training(lambda: train_lite(
-        ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        data_dir=ns.data_dir, style_dirs=ns.style_dir, export=ns.export,
-        teacher_decoder=ns.teacher_decoder, checkpoint_minutes=ns.checkpoint_minutes,
-        eval_every=ns.eval_every, precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        ns.out, style_dirs=ns.style_dir, teacher_decoder=ns.teacher_decoder,
+        **_run_options(ns), **settings), ns.out)
+
+
+def train_mgan_cli(argv: Sequence[str]) -> int:
+    import dataclasses
+
+    from .nets.train_mgan import MGANTraining, train_mgan
+    parser = ArgumentParser(
+        prog="restyle train mgan",
+        description="Train an MGAN (Li & Wand 2016) for the painting STYLE: the adain-lite "
+                    "decoder learns, against a patch discriminator on encoder features, to "
+                    "paint photos with the painting's patches (--method mgan). Resumable.")
+    parser.add_argument("style", metavar="STYLE", help="the painting")
+    _training_arguments(parser, "mgan.safetensors, preview.png")
+    parser.add_argument("--lite", default=None, metavar="FILE",
+                        help="distilled AdaIN model to start from (default: the packaged one)")
+    add_arguments(parser, MGANTraining)
+    ns = parser.parse_args(argv)
+    settings = dataclasses.asdict(from_namespace(MGANTraining, ns))
+    return _run_training(lambda: train_mgan(
+        ns.style, ns.out, lite=ns.lite, **_run_options(ns), **settings), ns.out)
 
 
 def cmd_train(argv: Sequence[str]) -> int:
@@ -621,6 +647,8 @@ def cmd_train(argv: Sequence[str]) -> int:
         return train_style_cli(argv[1:])
     if argv[0] == "adain-lite":
         return train_lite_cli(argv[1:])
+    if argv[0] == "mgan":
+        return train_mgan_cli(argv[1:])
     import dataclasses
 
     from .nets.train_decoder import DecoderTraining, train_decoder
@@ -640,11 +668,8 @@ def cmd_train(argv: Sequence[str]) -> int:
     ns = parser.parse_args(argv[1:])
     settings = dataclasses.asdict(from_namespace(DecoderTraining, ns))
     return _run_training(lambda: train_decoder(
-        out_dir=ns.out, minutes=ns.minutes, steps=ns.steps, resume=not ns.no_resume,
-        data_dir=ns.data_dir, style_dir=ns.style_dir, export=ns.export, init_from=ns.init_from,
-        checkpoint_minutes=ns.checkpoint_minutes, eval_every=ns.eval_every,
-        precision=ns.precision, device=ns.device,
-        echo=None if ns.quiet else (lambda m: print(m, flush=True)), **settings), ns.out)
+        out_dir=ns.out, style_dir=ns.style_dir, init_from=ns.init_from, **_run_options(ns),
+        **settings), ns.out)
 
 
 def _facts_command(argv: Sequence[str], prog: str, description: str, facts, show) -> int:

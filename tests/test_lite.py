@@ -46,6 +46,21 @@ def test_full_width_pruning_is_vgg16_exactly(vgg):
     assert torch.allclose(student(f), teacher(f), atol=1e-5)
 
 
+def test_taps_are_vgg16_layers_at_full_width(vgg):
+    enc = LiteEncoder(width=1.0)
+    prune_vgg(enc, vgg)
+    x = photo_tensor()
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+    with torch.no_grad():
+        taps, want = enc.taps(x, layers), vgg(x, layers)
+    assert sorted(taps) == layers
+    for n in layers:
+        assert torch.allclose(taps[n], want[n], atol=1e-3)
+    assert torch.equal(enc.taps(x, ["relu4_1"])["relu4_1"], enc.features(x))
+    with pytest.raises(RestyleError, match="no layer relu4_2"):
+        enc.taps(x, ["relu4_2"])
+
+
 def test_narrow_pruning_keeps_the_largest_filters_and_their_inputs(vgg):
     enc = LiteEncoder(width=0.25)
     assert enc.channels == lite_channels(0.25) == [16, 16, 32, 32, 64, 64, 64, 128]

@@ -118,6 +118,24 @@ def test_training_lowers_the_style_loss_and_resumes_exactly(photo_dir, style_dir
     assert len(loss_b) == 6 and loss_b == pytest.approx(loss_c, rel=1e-5)
 
 
+def test_lite_loss_network_trains_and_the_vgg16_judge_scores(photo_dir, style_dir, tmp_path):
+    from restyle.nets.train_style import train_style
+    styles = sorted(style_dir.iterdir())
+    kw = dict(steps=40, lr=5e-3, warmup=0, data_dir=photo_dir, eval_every=40, loss_net="lite",
+              content_layer="relu4_1", style_layers="relu1_1,relu2_1,relu3_1,relu4_1", **TINY)
+    train_style(styles, tmp_path / "lite", **kw)
+    log = read_log(tmp_path / "lite" / "log.jsonl")
+    evals = [r["eval"] for r in log if "eval" in r]
+    assert [e["step"] for e in evals] == [0, 40]
+    assert evals[-1]["style"] < 0.7 * evals[0]["style"]  # in the lite encoder's space ...
+    assert evals[-1]["judge_gram"] < 0.8 * evals[0]["judge_gram"]  # ... and the VGG16's
+    assert len(evals[-1]["judge_gram_each"]) == 2 and evals[0]["judge_content"] > 0
+    net = load_stylenet(tmp_path / "lite" / "stylenet.safetensors")
+    assert "adain-lite" in net.metadata["loss_network"]
+    with pytest.raises(RestyleError, match="no layer relu4_2"):
+        train_style(styles, tmp_path / "bad", **{**kw, "content_layer": "relu4_2"})
+
+
 def test_adding_a_style_trains_only_its_own_parameters(photo_dir, style_dir, tmp_path):
     from restyle.nets.train_style import train_style
     base = random_net(("bands",), width=8, blocks=1)
@@ -155,10 +173,42 @@ def test_init_from_starts_a_new_run_from_a_trained_network(photo_dir, style_dir,
     assert log[0]["init_from"] == str(base_path) and log[0]["config"]["width"] == 8
     with pytest.raises(RestyleError, match="already holds a run"):
         train_style(styles, tmp_path / "tune", steps=1, init_from=base_path, strength=0.3, **kw)
-    with pytest.raises(RestyleError, match="same ones"):
-        train_style(styles[:1], tmp_path / "other", steps=1, init_from=base_path, **kw)
+    # other styles: the shared weights, each new style at the mean of the old ones
+    train_style([style_dir / "bands.png"], tmp_path / "other", steps=1, stop_at_step=0,
+                init_from=base_path, names=["new"], **kw)
+    other = load_stylenet(tmp_path / "other" / "stylenet.safetensors")
+    assert other.styles == ["new"]
+    for k, v in other.state_dict().items():
+        want = base.state_dict()[k]
+        want = want.mean(0, keepdim=True) if k.endswith(("gamma", "beta")) else want
+        assert torch.allclose(v, want.half().float(), atol=2e-3)
     with pytest.raises(RestyleError, match="do not go together"):
         train_style(styles, tmp_path / "x", steps=1, init_from=base_path, add_to=base_path, **kw)
+
+
+def test_auto_init_starts_new_runs_from_the_installed_painters(photo_dir, style_dir, tmp_path,
+                                                               monkeypatch):
+    from restyle.nets.train_style import train_style
+    models = tmp_path / "models"
+    models.mkdir()
+    base = random_net(("a", "b"), width=8, blocks=1)
+    base.save(models / "painters.safetensors")
+    monkeypatch.setenv("RESTYLE_MODELS", str(models))
+    kw = dict(data_dir=photo_dir, eval_every=100, warmup=0, steps=2, **TINY)
+    style = [style_dir / "bands.png"]
+    said = []
+    train_style(style, tmp_path / "auto", stop_at_step=0, **{**kw, "echo": said.append})
+    assert any("installed painters" in m for m in said)
+    start = load_stylenet(tmp_path / "auto" / "stylenet.safetensors").state_dict()
+    assert torch.equal(start["down.0.conv.weight"], base.state_dict()["down.0.conv.weight"].half().float())
+    assert read_log(tmp_path / "auto" / "log.jsonl")[0]["init_from"].endswith("painters.safetensors")
+    # resuming that run, another shape, or "none": no automatic start
+    train_style(style, tmp_path / "auto", **kw)
+    assert read_log(tmp_path / "auto" / "log.jsonl")[-1]["step"] == 2
+    train_style(style, tmp_path / "wide", stop_at_step=0, **{**kw, "width": 12})
+    train_style(style, tmp_path / "none", stop_at_step=0, init_from="none", **kw)
+    for run in ("wide", "none"):
+        assert read_log(tmp_path / run / "log.jsonl")[0]["init_from"] is None
 
 
 # ----------------------------------------------------------------------------- using a model

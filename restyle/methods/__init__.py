@@ -104,4 +104,4 @@ def parse_settings(specs: Sequence[str], methods: Sequence[str], role: str = "ch
 
 
 def _load_builtin() -> None:
-    from . import adain, analogy, anytime, dream, gatys, mrf, network, portilla, portrait, style_swap, texture, wct  # noqa: F401  (registration side effect)
+    from . import adain, analogy, anytime, dream, gatys, mgan, mrf, network, portilla, portrait, style_swap, texture, wct  # noqa: F401  (registration side effect)

@@ -44,6 +44,8 @@ LEVEL = "relu4_1"
 #: VGG16's conv channels up to conv4_1, and after which of those convs it max-pools.
 VGG16_TO_RELU4_1 = (64, 64, 128, 128, 256, 256, 256, 512)
 POOL_AFTER = (1, 3, 6)
+#: The VGG16 name of each of the encoder's ReLU outputs, in order.
+TAPS = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1")
 FILE_NAME = "adain_lite.safetensors"
 
 
@@ -83,17 +85,32 @@ class LiteEncoder(nn.Module):
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """relu4_1 features of an RGB batch in [0, 1]."""
+        return self.taps(image, (LEVEL,))[LEVEL]
+
+    def taps(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The activations ``layers`` (VGG16 names of :data:`TAPS`, e.g. ``relu2_1``) of an
+        RGB batch in [0, 1]; the encoder stops at the deepest one. Only ``relu4_1`` was
+        distilled to match the teacher; the shallower taps are the pruned VGG16's filters
+        after that distillation (a cheap loss network for style training)."""
+        bad = [n for n in layers if n not in TAPS]
+        if bad:
+            raise RestyleError(f"the distilled encoder has no layer {', '.join(bad)} "
+                               f"(it has {', '.join(TAPS)})")
         if image.shape[-1] < 8 or image.shape[-2] < 8:
             raise RestyleError(f"image too small for the distilled encoder: "
                                f"{image.shape[-2]}x{image.shape[-1]} (at least 8x8)")
+        want = {TAPS.index(n) for n in layers}
         x = image.flip(1) * 255.0 - self.shift.to(image.dtype)
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        for i, conv in enumerate(self.convs):
+        out = {}
+        for i, conv in enumerate(self.convs[:max(want) + 1]):
             x = conv_relu(conv, x)
-            if i in POOL_AFTER:
+            if i in want:
+                out[TAPS[i]] = x
+            if i in POOL_AFTER and i < max(want):
                 x = max_pool2(x)
-        return x
+        return out
 
     def forward(self, image: torch.Tensor, layers: Sequence[str] = (LEVEL,)
                 ) -> dict[str, torch.Tensor]:
@@ -148,6 +165,9 @@ def prune_decoder(student: Decoder, teacher: Decoder, in_idx: torch.Tensor) -> N
 class LiteAdaIN(nn.Module):
     """The distilled encoder and its decoder, saved and loaded together."""
 
+    #: The file format tag and what the model is called in messages (subclasses change them).
+    FORMAT, WHAT = FORMAT, "distilled AdaIN model"
+
     def __init__(self, width: float = 0.375, feature_scale: float = 1.0):
         super().__init__()
         self.encoder = LiteEncoder(width)
@@ -172,18 +192,18 @@ class LiteAdaIN(nn.Module):
             tensors[k] = v.detach().cpu().to(torch.float32 if keep32 else torch.float16)\
                 .reshape(v.shape or (1,)).contiguous()
         meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-        meta.update(format=FORMAT, format_version=FORMAT_VERSION, level=LEVEL,
+        meta.update(format=self.FORMAT, format_version=FORMAT_VERSION, level=LEVEL,
                     width=repr(self.width), teacher="vgg16")
         _atomic_save_safetensors(tensors, path, meta)
         return path
 
 
-def load_lite(path: str | Path) -> LiteAdaIN:
-    """A model saved by :meth:`LiteAdaIN.save` (float32, eval mode, frozen); missing,
-    corrupt or mismatching files raise :class:`RestyleError`."""
-    meta = read_safetensors_metadata(path, FORMAT, FORMAT_VERSION, "distilled AdaIN model")
+def load_lite(path: str | Path, cls: type[LiteAdaIN] = LiteAdaIN) -> LiteAdaIN:
+    """A model saved by :meth:`LiteAdaIN.save` (or a subclass ``cls``'s: float32, eval mode,
+    frozen); missing, corrupt or mismatching files raise :class:`RestyleError`."""
+    meta = read_safetensors_metadata(path, cls.FORMAT, FORMAT_VERSION, cls.WHAT)
     try:
-        model = LiteAdaIN(float(meta["width"]))
+        model = cls(float(meta["width"]))
     except (KeyError, ValueError) as e:
         raise RestyleError(f"{path}: damaged model metadata ({e})") from None
     from safetensors.torch import load_file
@@ -194,8 +214,8 @@ def load_lite(path: str | Path) -> LiteAdaIN:
                  for k, v in tensors.items()}
         model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError) as e:
-        raise RestyleError(f"{path}: the weights do not fit a width-{meta['width']} distilled "
-                           f"AdaIN model ({str(e).splitlines()[0]})") from None
+        raise RestyleError(f"{path}: the weights do not fit a width-{meta['width']} "
+                           f"{cls.WHAT} ({str(e).splitlines()[0]})") from None
     except Exception as e:
         raise RestyleError(f"{path} is damaged ({e})") from None
     scale = model.decoder.feature_scale

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from .. import fsio, imaging
+from ..backbone import get_vgg
 from ..errors import RestyleError
+from ..losses import gram_matrix, relative_mse
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 #: Environment variable naming the data folder (with train/content/ and styles/ inside).
@@ -131,6 +133,40 @@ def training_photos(content_dir: Path, holdout: int, crop: int, eval_size: int,
     return Photos(RandomCrops(train_photos, crop), train_photos, eval_batch,
                   [files[i].name for i in held],
                   f"{len(train_photos)} photos from {Path(content_dir).name}/")
+
+
+class Judge:
+    """What the run is judged by whatever it trains with: ``restyle evaluate``'s metrics on the
+    held-out photos with the full VGG16 in float32: Gram distance over relu1_1..relu5_1 to the
+    style image at the evaluation size, and content distance at relu4_2 to the photo."""
+
+    def __init__(self, style_files: Sequence[Path], photos: torch.Tensor, size: int,
+                 device: torch.device):
+        from ..evaluate.metrics import CONTENT_LAYERS, STYLE_LAYERS
+        self.vgg = get_vgg().to(device)
+        self.style_layers, self.content_layers = list(STYLE_LAYERS), list(CONTENT_LAYERS)
+        self.grams = []
+        with torch.no_grad():
+            for f in style_files:
+                img = imaging.load_image(f, "style image")
+                img = imaging.resize(img, imaging.fit_size(*img.size, size))
+                feats = self.vgg(imaging.to_tensor(img).to(device), self.style_layers)
+                self.grams.append({n: gram_matrix(v.float()) for n, v in feats.items()})
+            self.content = self.vgg(photos.to(device), self.content_layers)
+
+    @torch.no_grad()
+    def __call__(self, outputs: torch.Tensor, style: int) -> tuple[float, float]:
+        """Mean content and Gram distances of ``outputs`` (the held-out photos in style
+        ``style``, an index into the style files)."""
+        feats = self.vgg(outputs.float(), self.style_layers + self.content_layers)
+        content, gram = [], []
+        for i in range(len(outputs)):
+            content.append(sum(float(relative_mse(feats[n][i:i + 1], self.content[n][i:i + 1]))
+                               for n in self.content_layers) / len(self.content_layers))
+            gram.append(sum(float(relative_mse(gram_matrix(feats[n][i:i + 1]),
+                                               self.grams[style][n]))
+                            for n in self.style_layers) / len(self.style_layers))
+        return sum(content) / len(content), sum(gram) / len(gram)
 
 
 def warmup_cosine(step: int, total: int | None, peak: float, warmup: int,
