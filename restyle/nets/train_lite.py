@@ -107,8 +107,10 @@ class LiteRun:
                           f"({', '.join(p.stem for p in style_files)})")
 
         self.vgg = get_vgg().to(self.dev)
-        self.model = LiteAdaIN(cfg.width)
-        self.embed = nn.Conv2d(self.model.encoder.out_channels, 512, 1)
+        with torch.random.fork_rng(devices=[]):  # the seed makes the weights, nothing global
+            torch.manual_seed(cfg.seed)
+            self.model = LiteAdaIN(cfg.width)
+            self.embed = nn.Conv2d(self.model.encoder.out_channels, 512, 1)
         init_note = "random decoder"
         if state is not None:
             self.model.load_state_dict(state["model"])
