@@ -106,13 +106,16 @@ def test_deconvolution_recovers_features_that_reproduce_the_layer_above():
     from skimage import data
     img = imaging.to_tensor(imaging.load_image(data.astronaut()).resize((64, 64)))
     f = vgg(img, ["relu4_1", "relu5_1"])
-    init = torch.rand_like(f["relu4_1"]) * f["relu4_1"].mean()
+    # a seeded start: 15 steps from an unseeded one reduced the error 0.13-0.21x by seed
+    # (the bound below is 0.2); 30 steps give 0.09-0.11x over seeds 0-5
+    g = torch.Generator().manual_seed(0)
+    init = torch.rand(f["relu4_1"].shape, generator=g) * f["relu4_1"].mean()
 
     def error(r):
         out = vgg(r, ["relu5_1"], start="relu4_1")["relu5_1"]
         return float((out - f["relu5_1"]).pow(2).sum() / f["relu5_1"].pow(2).sum())
 
-    r = deconvolve(vgg, "relu4_1", "relu5_1", f["relu5_1"], init, 15, bf16=False)
+    r = deconvolve(vgg, "relu4_1", "relu5_1", f["relu5_1"], init, 30, bf16=False)
     assert (r >= 0).all()
     assert error(r) < 0.2 * error(init)
 
