@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from .. import imaging, stroke
 from ..errors import RestyleError
 from ..nets.decoder import Decoder
-from ..params import param
+from ..params import param, precision_param, size_param
 from ..tiling import Grid, Moments
 from ..transforms import blend
 from . import Inputs
@@ -61,7 +61,7 @@ STYLE_SIZE_CAP = 1024
 class OnePassParams:
     """Parameters every one-pass method has."""
 
-    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+    size: int = size_param(512)
     strength: float = param(1.0, "style strength (the papers' alpha): 0 decodes the photo's "
                             "own features, 1 the fully transformed ones", min=0.0, max=1.0,
                             aliases=("alpha",))
@@ -76,11 +76,10 @@ class OnePassParams:
                          "covariance to the style's (mixed with the photo's by strength), "
                          "correcting the decoder's colour cast; 'decoder' keeps the decoded "
                          "colours", choices=("style", "decoder"))
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param()
     masks: str = param("", "one mask image per style (comma-separated): white paints that "
                        "style, grey blends, where no mask is white the photo is kept",
-                       metavar="M1,M2")
+                       metavar="M1,M2", kind="mask", per_style=True)
     stroke_size: float = stroke.size_param("the method")
     stroke_angle: str = stroke.angle_param()
     stroke_field: str = stroke.field_param()

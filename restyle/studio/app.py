@@ -593,10 +593,10 @@ def _check_inputs(method, info: dict, content, styles: list, names: list[str], w
 
     wants = info["inputs"]
     what = wants["styles"] or "style"
-    if wants["content"]:
+    if info["content_required"]:
         noun = "a content" if wants["content"] == "content" else "an input"
         need(content is not None, f"{method.name} needs {noun} image (a 'content' part)")
-    else:
+    elif not wants["content"]:
         need(content is None, f"{method.name} takes no content image; send {what} images as "
                               "'style' parts")
     count = 0
