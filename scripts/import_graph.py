@@ -51,6 +51,8 @@ def imports(root: Path) -> list[Import]:
     known = modules(root)
     found = []
     for mod, path in known.items():
+        if mod == "restyle":
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         lazy_nodes = set()
@@ -72,9 +74,11 @@ def imports(root: Path) -> list[Import]:
                 targets = [f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in known else prefix
                            for a in node.names]
             for t in targets:
-                if t == "restyle" or t.startswith("restyle."):
+                if t.startswith("restyle."):
                     target = _resolve(t, known)
-                    if target and target != mod:
+                    # the package itself ("from .. import __version__") is the public
+                    # facade: Python runs it before any module of it, so it is no edge
+                    if target and target not in (mod, "restyle"):
                         found.append(Import(mod, target, node.lineno, id(node) in lazy_nodes))
     return found
 

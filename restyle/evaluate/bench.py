@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -29,11 +28,15 @@ import torch
 from .. import fsio, imaging
 from ..errors import RestyleError
 from ..methods import Inputs, all_methods, get_method, parse_settings
+from ..methods.gatys import GatysParams, GatysProblem
+from ..methods.network import default_model, style_for_painting
+from ..nets.stylenet import get_stylenet
 from ..optimize import Engine, Stop
-from ..params import ArgumentParser, make
+from ..params import ArgumentParser, fields_of_kind, make
 from ..machine import cpu_isa, machine_info  # noqa: F401  (bench.machine_info: reports)
 from ..runtime import keep_freed_memory
-from .peers import PEERS
+from .metrics import score
+from .peers import MODES, PEERS, installed
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -100,7 +103,7 @@ def worker_speed(job: dict) -> dict:
         out["inputs"] = f"{Path(content_spec).name} x {Path(style_spec).name}"
     try:
         content, style = _load(content_spec), _load(style_spec)
-        inputs = Inputs(None if method.task == "texture" else content, [style], [1.0])
+        inputs = Inputs(None if method.takes.content == "none" else content, [style], [1.0])
         # warm-up: weights, oneDNN kernels; 128: the smallest size every method takes
         _sec_per_iteration(method, inputs, 128, "auto", 1)
         out["sec_per_iter"] = _sec_per_iteration(method, inputs, size, "auto", job["iters"])
@@ -118,15 +121,14 @@ def worker_speed(job: dict) -> dict:
 
 
 def _inputs_for(method, content, style, job: dict) -> Inputs:
-    if method.style_kind == "name":  # a trained network: the style is a name in the model
-        from ..methods.network import default_model
-        from ..nets.stylenet import get_stylenet
+    takes = method.takes
+    if takes.styles == "names":  # a trained network: the style is a name in the model
         model = job.get("params", {}).get("model") or default_model()
         name = job.get("style_name") or get_stylenet(model).styles[0]
         return Inputs(content, [], [1.0], [name])
-    if method.task == "dream":  # the photo is the input, there is no style
+    if takes.styles == "none":  # the photo is the input, there is no style (dream)
         return Inputs(content, [], [1.0])
-    return Inputs(content if method.task == "transfer" else None, [style], [1.0])
+    return Inputs(None if takes.content == "none" else content, [style], [1.0])
 
 
 #: Seconds above which a one-pass method's first call is not followed by warm repeats.
@@ -146,8 +148,10 @@ def worker_onepass(job: dict) -> dict:
     try:
         inputs = _inputs_for(method, _load(job["content"]), _load(job["style"]), job)
         extra = job.get("params", {})
-        def at(side: int) -> dict:  # textures take WxH, the other tasks a long side
-            return {"size": f"{side}x{side}" if method.task == "texture" else side}
+        canvas = bool(fields_of_kind(method.Params, "canvas"))
+
+        def at(side: int) -> dict:  # textures take WxH, the other methods a long side
+            return {"size": f"{side}x{side}" if canvas else side}
 
         sized = at(size)
         method.run(inputs, make(method.Params, **{**extra, **at(128)}))  # warm-up
@@ -175,7 +179,6 @@ def worker_onepass(job: dict) -> dict:
 
 def worker_reference(job: dict) -> dict:
     """Gatys reference (fp32, full size, L-BFGS, N its) vs restyle defaults, same loss."""
-    from ..methods.gatys import GatysParams, GatysProblem
 
     content = imaging.to_tensor(_load(job["content"]))
     h, w = content.shape[-2:]
@@ -235,8 +238,6 @@ def network_style(model: str, painting: str) -> dict | None:
     """The model and style the network rows use: the model's style trained on ``painting``
     when it has one (the same-painting comparison), else its first; None without a model
     (the worker then says why the network cannot run)."""
-    from ..methods.network import default_model, style_for_painting
-    from ..nets.stylenet import get_stylenet
     try:
         model = model or default_model()
         try:
@@ -258,7 +259,6 @@ def output_name(method: str, variant: dict, size: int) -> str:
 def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int,
              out_dir: Path | None) -> dict:
     """Time every mode of the rival ``name`` at every size (see :mod:`.peers`)."""
-    from .peers import MODES, installed
     if not installed(name):
         note = f"{name} is not installed (pip install {name}); its column is skipped"
         print(f"note: {note}", file=sys.stderr)
@@ -285,7 +285,6 @@ def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int
 def add_ratios(result: dict) -> None:
     """Each restyle one-pass row's time over the peer's mode that does the same job (its
     built-in network for restyle's networks, its style-image mode for the others)."""
-    from .peers import MODES
     peer = result["peer"]
     for r in result["one_pass"]:
         mode = next((m for m, methods in MODES.items() if r["method"] in methods), None)
@@ -302,7 +301,6 @@ QUALITY = ("content_distance", "gram_distance", "gaussian_wasserstein")
 
 def score_outputs(result: dict, content: str, style: str, size: int) -> None:
     """Score every written output against the content and the style painting."""
-    from .metrics import score
     content_img, style_img = _load(content), _load(style)
     for r in result["one_pass"] + result.get("peer", {}).get("rows", []):
         if "output" in r:
@@ -313,7 +311,7 @@ def score_outputs(result: dict, content: str, style: str, size: int) -> None:
 def iterative(method) -> bool:
     """Methods timed per optimizer iteration (they have size, iterations and min_size)."""
     fields = set(getattr(method.Params, "__dataclass_fields__", {}))
-    return method.family == "image-optimization" and {"size", "iterations", "min_size"} <= fields
+    return method.iterates() and {"size", "iterations", "min_size"} <= fields
 
 
 def variants(method) -> list[dict]:
@@ -717,7 +715,7 @@ def main(argv=None) -> int:
             for variant in variants(m):
                 job = {"method": m.name, "content": content, "style": style, "size": size,
                        "repeats": ns.repeats, "params": {**variant, **overrides.get(m.name, {})}}
-                if m.style_kind == "name" and network:
+                if m.takes.styles == "names" and network:
                     job["params"]["model"] = network["model"]
                     job["style_name"] = network["style"]
                 if out_dir is not None:
