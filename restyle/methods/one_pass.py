@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from .. import imaging, stroke
 from ..errors import RestyleError
+from ..masks import load_mask
 from ..nets.decoder import Decoder
 from ..params import param, precision_param, size_param
 from ..tiling import Grid, Moments
@@ -168,7 +169,7 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
                                                                                  style_side))))
             weights.append(w / total)
             if mask_files:
-                masks.append(load_mask(mask_files[k], (h, w_)))
+                masks.append(load_mask(mask_files[k], "mask", (h, w_)))
     plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, photo, styles)
     if plan is not None:
         # each style turned to each direction; a field's directions are soft regions
@@ -195,15 +196,6 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
         scale = torch.where(cover > 1, 1 / cover.clamp_min(1e-8), torch.ones_like(cover))
         masks = [m * scale for m in masks]  # overlapping masks share, never exceed 1
     return Prepared(content, photo, styles, weights, p.preserve_color, masks or None, full)
-
-
-def load_mask(path: str, size: tuple[int, int]) -> torch.Tensor:
-    """A mask image as (1, 1, H, W) in [0, 1] (its luminance), resized to ``size``."""
-    img = imaging.load_image(path, "mask")
-    t = imaging.luminance(imaging.to_tensor(img)).clamp(0, 1)
-    if tuple(t.shape[-2:]) != tuple(size):
-        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-    return t
 
 
 def auto_tile(p: OnePassParams, size: tuple[int, int]) -> int:
