@@ -36,6 +36,7 @@ from ..errors import RestyleError
 from ..frames import consistency, flows, iter_frames, probe, warp
 from ..losses import gram_matrix, relative_mse
 from ..params import ArgumentParser
+from .hed import get_hed
 from ..stroke import check_controls, parse_angle, stroke_field, stroke_orientation
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -105,8 +106,6 @@ def edge_similarity(output: torch.Tensor, content: torch.Tensor) -> float:
     edges. Threshold-free. Higher is better; 1 for identical images, 0 for
     disjoint edge maps.
     """
-    from .hed import get_hed
-
     output, content = _aligned(output, content)
     hed = get_hed()
     a, b = hed(output).double(), hed(content).double()

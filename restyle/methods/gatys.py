@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 
 from .. import imaging, stroke
+from ..autotune import TUNED, report, tune
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
@@ -280,7 +281,6 @@ def auto_tuned(params: GatysParams, content: torch.Tensor, styles: list[torch.Te
     given; the callbacks hear what was chosen."""
     if not params.auto:
         return params
-    from ..autotune import TUNED, report, tune
     trial = {f.name: getattr(params, f.name) for f in dataclasses.fields(GatysParams)}
     if type(params) is not GatysParams:  # a method built on Gatys (anytime): its own start
         trial["init"] = "content"        # (a one-pass result) is not a Gatys init

@@ -16,6 +16,7 @@ import torch
 
 from .. import imaging
 from ..errors import RestyleError
+from ..nets.mgan import mgan_for
 from ..optimize import resolve_precision
 from ..params import param, precision_param, size_param
 from . import Inputs, Method, register
@@ -41,7 +42,6 @@ class MGANMethod(Method):
     Params = MGANParams
 
     def run(self, inputs: Inputs, params: MGANParams, callbacks=()) -> torch.Tensor:
-        from ..nets.mgan import mgan_for
         if inputs.content is None:
             raise RestyleError("the mgan method needs a content image")
         if len(inputs.styles) != 1:

@@ -22,6 +22,7 @@ import torch
 
 from .. import imaging, stroke
 from ..errors import RestyleError
+from ..nets.onnx_export import onnx_session
 from ..nets.stylenet import get_stylenet, installed_models
 from ..optimize import resolve_precision
 from ..params import param, precision_param, size_param
@@ -93,7 +94,6 @@ class Network(Method):
         work = photo if side == max(out_size) else imaging.to_tensor(
             imaging.resize(inputs.content, imaging.fit_size(*out_size, side)))
         if params.runtime == "onnx":
-            from ..nets.onnx_export import onnx_session
             out = onnx_session(net).run(work, net.mix_vector(weights))
         else:
             out = net.stylize(work, weights, resolve_precision(params.precision))

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..backbone import cpu_inference, load_once, read_safetensors_metadata, save_weights
 from ..errors import RestyleError
-from .decoder import reflect_pad1, upsample2_reflect_pad1
+from .decoder import MODELS_ENV, reflect_pad1, upsample2_reflect_pad1
 
 FORMAT = "restyle.stylenet"
 FORMAT_VERSION = "1"
@@ -252,7 +252,6 @@ def load_stylenet(path: str | Path) -> StyleNet:
 
 def models_dir() -> Path:
     """``$RESTYLE_MODELS``, else the repository's ``models/`` folder."""
-    from .decoder import MODELS_ENV
     env = os.environ.get(MODELS_ENV)
     return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "models"
 

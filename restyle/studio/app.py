@@ -642,7 +642,7 @@ def _check_inputs(method, info: dict, content, styles: list, names: list[str], w
     count = 0
     if not wants["styles"]:
         need(not styles and not names, f"{method.name} takes no style images or names")
-    elif info["style_kind"] == "name":
+    elif method.takes.styles == "names":
         need(not styles, f"{method.name} takes style names of a trained model (style_names), "
                          "not style images")
         need(bool(names), f"{method.name} needs at least one style name (style_names); "
