@@ -169,7 +169,7 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
                                                                                  style_side))))
             weights.append(w / total)
             if mask_files:
-                masks.append(load_mask(mask_files[k], "mask", (h, w_)))
+                masks.append(load_mask(mask_files[k], "mask", (h, w_), empty_ok=True))
     plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, photo, styles)
     if plan is not None:
         # each style turned to each direction; a field's directions are soft regions
