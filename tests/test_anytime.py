@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import restyle
-from restyle import optimize
+from restyle import imaging, optimize
 from restyle.cli import main
 from restyle.methods import Inputs
 from restyle.methods.anytime import AnytimeParams, choose_start, start_strength
@@ -172,3 +172,59 @@ def test_auto_precision_is_fp32_when_torch_is_held_to_avx2(monkeypatch):
         assert optimize.resolve_precision("bf16") is True  # asked for: still given
     finally:
         optimize.cpu_supports_bf16.cache_clear()
+
+
+def test_a_level_time_limit_moves_on_to_the_next_level():
+    """``until`` ends a level at its time and the next level runs (how anytime shares its
+    budget between a coarse level and the final size)."""
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 16, 16)
+
+    def slow(_, img):  # 10 ms an evaluation: the coarse level's 10^6 must be cut short
+        time.sleep(0.01)
+        return ((img - imaging.resize_tensor(target, tuple(img.shape[-2:]))) ** 2).mean()
+
+    run_pyramid(Engine(None, "adam"), [(8, 8)], [1], lambda size: pixel_objective(target[..., :8, :8]),
+                lambda size: torch.rand(1, 3, *size))  # warm-up: the first step imports modules
+    seen = []
+    engine = Engine(None, "adam", lr=0.05, callbacks=[seen.append])
+    t = time.perf_counter()
+    out = run_pyramid(engine, [(8, 8), (16, 16)], [10 ** 6, 15],
+                      lambda size: Objective.term("p", slow),
+                      lambda size: torch.rand(1, 3, *size), until=[t + 0.4, None])
+    assert time.perf_counter() - t < 3
+    coarse = [p for p in seen if p.level == 0]
+    assert 3 < len(coarse) < 10 ** 6 and coarse[-1].size == (8, 8)
+    assert [p.iteration for p in seen if p.level == 1] == list(range(1, 16))
+    assert out.shape[-2:] == (16, 16)
+
+
+def test_anytime_coarse_level_inside_the_budget_lowers_the_loss(photo, style_path):
+    """With a pyramid (--min-size) the coarse level runs first, for its share of the budget,
+    then the final size; the result's loss at the final size is below the start's."""
+    from restyle.methods import get_method
+    from restyle.methods.gatys import GatysProblem, prepare
+    from restyle.optimize import Engine as Judge
+    steps = []
+    p = make(AnytimeParams, size=128, min_size=64, budget=8, coarse=0.3, plateau=0,
+             init="adain-lite", precision="fp32")
+    inputs = Inputs(imaging.load_image(photo), [imaging.load_image(style_path)], [1.0],
+                    ["demo_style"])
+    get_method("anytime").run(inputs, make(AnytimeParams, size=32, budget=1, init="adain-lite",
+                                           precision="fp32"))  # warm-up: networks loaded
+    t = time.perf_counter()
+    out = get_method("anytime").run(inputs, p, [steps.append])
+    assert time.perf_counter() - t < 8 + 3
+    sizes = [s.size for s in steps[1:]]
+    assert sizes[0] == (64, 64) and sizes[-1] == (128, 128)
+    assert sizes == sorted(sizes)  # coarse first, then the final size, no going back
+    coarse_end = max(s.elapsed for s in steps if s.size == (64, 64))
+    assert coarse_end < 0.3 * 8 + 1.0  # its share of the budget, not the whole
+    content, styles, _ = prepare(inputs, p, "anytime")
+    problem = GatysProblem(content, styles, [1.0], p)
+    objective = problem.objective((128, 128), bf16=False)
+    judge = Judge(problem.vgg, precision="fp32")
+    with torch.no_grad():
+        before = float(judge.loss(steps[0].image, objective)[0])
+        after = float(judge.loss(out, objective)[0])
+    assert after < 0.85 * before

