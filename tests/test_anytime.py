@@ -228,3 +228,36 @@ def test_anytime_coarse_level_inside_the_budget_lowers_the_loss(photo, style_pat
         before = float(judge.loss(steps[0].image, objective)[0])
         after = float(judge.loss(out, objective)[0])
     assert after < 0.85 * before
+
+
+def test_frontier_reports_the_warm_start_target_and_the_curves():
+    """bench frontier's sections from measured rows: the warm-start target is met only when
+    the run at 1/8 of the reference's time ends at or below its loss; Gatys's own progress
+    (when it comes within 5% of its final Gram distance) is read off its curve."""
+    from restyle.evaluate.bench_frontier import curve_lines, reference_lines
+    ref = {"content": "c/tubingen.jpg", "style": "s/starry_night.jpg", "size": [384, 512],
+           "ref_iterations": 100, "ref_loss": 0.5, "ref_seconds": 80.0,
+           "ref_trace": [(50, 40.0, 0.9), (100, 80.0, 0.5)],
+           "anytime": [{"share": 1 / 8, "plateau": 0.001, "seconds": 10.0, "final_loss": 0.6,
+                        "start": "auto", "min_size": 0, "seconds_to_ref_loss": None,
+                        "trace": []},
+                       {"share": 0.3, "plateau": 0.0, "seconds": 24.0, "final_loss": 0.45,
+                        "seconds_to_ref_loss": 20.0, "start": "auto", "min_size": 0,
+                        "trace": [(0, 1.0, 2.0), (10, 8.0, 0.8), (30, 20.0, 0.49)]}]}
+    text = "\n".join(reference_lines(ref))
+    assert "**not met** (at 1/8 of the time: loss 0.6000 against 0.5000, 1.20x)" in text
+    assert "| 50 | 0.9000 | 40.0 s | 8.0 s | 0.200 |" in text
+    assert "after 20.0 s, 0.250 of the reference's time" in text
+    ref["anytime"][0]["final_loss"] = 0.5
+    assert "**met**" in "\n".join(reference_lines(ref))
+
+    def row(label, seconds, curve):
+        return {"label": label, "seconds": seconds, "curve": curve}
+    result = {"pairs": [{"rows": [row("gatys", 100.0, [[1.2, 0.1, 0.5], [2.1, 0.5, 0.2],
+                                                       [3.0, 0.6, 0.0104], [100.0, 0.4, 0.01]]),
+                                  row("anytime-30s", 30.0, [[1.0, 0.5, 0.1], [30.0, 0.7, 0.02]])]}]}
+    text = "\n".join(curve_lines(result))
+    assert "| 1 | 0.100 | 0.5000 | 0.500 | 0.1000 |" in text
+    assert "| 2 | 0.500 | 0.2000 | - | - |" in text  # anytime's run had ended
+    assert "| end | 0.400 | 0.0100 | 0.700 | 0.0200 |" in text
+    assert "within 5% of its own final Gram distance after 0.03 of its time" in text

@@ -38,6 +38,9 @@ BUDGETS = (0, 0.1, 0.3, 1, 3, 10, 30, 100)
 #: Methods with one point each (besides anytime's curve and the rival's modes).
 POINTS = ("gatys", "adain-lite", "adain", "network")
 SCORES = ("content_distance", "gram_distance")
+#: Seconds into a run at which its picture is kept and scored (Gatys's run and anytime's at
+#: the longest budget): how quality grows with time within one run.
+CURVE_MARKS = (1, 2, 3, 5, 10, 20, 30, 45, 60, 90, 120, 180, 240, 300, 400, 500, 600, 800)
 
 
 def pairs_of(spec: str, contents: list[str], styles: list[str]) -> list[tuple[str, str]]:
@@ -80,17 +83,22 @@ def worker_frontier(job: dict) -> dict:
     inputs = Inputs(content, [style], [1.0], [stem])
     rows = []
 
-    def measure(method: str, label: str, **params) -> dict:
+    def measure(method: str, label: str, curve: bool = False, **params) -> dict:
         m = get_method(method)
         run_inputs = inputs
         if m.style_kind == "name":
             run_inputs = Inputs(content, [], [1.0], [stem])
         p = make(m.Params, size=size, **params)
+        snaps, keep = snapshots()
         load, cpu, t = load_average(), time.process_time(), time.perf_counter()
-        image = m.run(run_inputs, p)
+        image = m.run(run_inputs, p, [keep] if curve else [])
         row = {"method": method, "label": label, "params": params,
                "seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu,
                "load": load}
+        if curve:  # the picture at each mark of the run, scored now that the clock is off
+            row["curve"] = [[t_, *(score(img, content_path, style_path, job["eval_size"],
+                                         SCORES)[k] for k in SCORES)]
+                            for t_, img in snaps + [(row["seconds"], image)]]
         path = out_dir / f"{label}-{Path(content_path).stem}-{stem}.png"
         imaging.save_image(image, path, overwrite=True)
         row["output"] = str(path)
@@ -98,6 +106,19 @@ def worker_frontier(job: dict) -> dict:
         print(f"  {label}: {row['seconds']:.2f} s, content {row['content_distance']:.3f}, "
               f"gram {row['gram_distance']:.4f}", file=sys.stderr, flush=True)
         return row
+
+    def snapshots():
+        """A callback keeping the image at each of :data:`CURVE_MARKS` seconds (the first
+        one after it; coarse pyramid levels are kept too, upsampled when scored)."""
+        snaps: list[tuple[float, torch.Tensor]] = []
+        start = time.perf_counter()
+
+        def keep(pr):
+            now = time.perf_counter() - start
+            if len(snaps) < len(CURVE_MARKS) and now >= CURVE_MARKS[len(snaps)]:
+                while len(snaps) < len(CURVE_MARKS) and now >= CURVE_MARKS[len(snaps)]:
+                    snaps.append((now, pr.image.clone()))
+        return snaps, keep
 
     # warm-up at a small size: weights read, kernels and the optimizer's modules ready
     get_method("anytime").run(inputs, make(get_method("anytime").Params, size=64, budget=2))
@@ -109,10 +130,12 @@ def worker_frontier(job: dict) -> dict:
                                       make(get_method("network").Params, size=64))
         if method != "gatys":
             rows.append(measure(method, method))
+    longest = max(job["budgets"], default=None)
     for b in job["budgets"]:
-        rows.append(measure("anytime", f"anytime-{b:g}s", budget=b))
+        rows.append(measure("anytime", f"anytime-{b:g}s", curve=b == longest and b > 0,
+                            budget=b))
     if "gatys" in job["methods"]:
-        rows.append(measure("gatys", "gatys"))
+        rows.append(measure("gatys", "gatys", curve=True))
     return {"content": content_path, "style": style_path, "rows": rows,
             "network_start": network_styles(inputs, "") is not None}
 
@@ -286,6 +309,48 @@ def targets(result: dict) -> list[str]:
     return lines
 
 
+def curve_lines(result: dict) -> list[str]:
+    """Quality against seconds within one run (Gatys's, anytime's at the longest budget):
+    the means over the pairs at each mark, and when Gatys comes within 5% of its own final
+    Gram distance."""
+    curves: dict[str, list[dict]] = {}
+    for pair in result["pairs"]:
+        for r in pair["rows"]:
+            if r.get("curve"):
+                curves.setdefault(r["label"], []).append(r)
+    if "gatys" not in curves:
+        return []
+    labels = ["gatys"] + [l for l in curves if l != "gatys"]
+    n = len(curves["gatys"])
+    lines = ["", "Within one run (the picture at each mark, scored after the run; means over "
+             f"the {n} pairs; Gatys's coarse level is scored upsampled):", "",
+             "| seconds | " + " | ".join(f"{l} content | {l} gram" for l in labels) + " |",
+             "| --- |" + " --- | --- |" * len(labels)]
+    for k, mark in enumerate(CURVE_MARKS):
+        cells = []
+        for label in labels:
+            rows = curves[label]
+            if len(rows) == n and all(len(r["curve"]) > k + 1 for r in rows):
+                cells.append(f"{statistics.mean(r['curve'][k][1] for r in rows):.3f} | "
+                             f"{statistics.mean(r['curve'][k][2] for r in rows):.4f}")
+            else:
+                cells.append("- | -")
+        if any(c != "- | -" for c in cells):
+            lines.append(f"| {mark:g} | " + " | ".join(cells) + " |")
+    lines.append("| end | " + " | ".join(
+        f"{statistics.mean(r['curve'][-1][1] for r in curves[l]):.3f} | "
+        f"{statistics.mean(r['curve'][-1][2] for r in curves[l]):.4f}" for l in labels) + " |")
+    fractions = []
+    for r in curves["gatys"]:
+        final = r["curve"][-1][2]
+        t = next(t for t, _, g in r["curve"] if g <= 1.05 * final)
+        fractions.append(t / r["seconds"])
+    lines += ["", "Gatys's default comes within 5% of its own final Gram distance after "
+              + ", ".join(f"{f:.2f}" for f in fractions) + " of its time (per pair); its "
+              "content distance falls until its last iteration."]
+    return lines
+
+
 def plot(result: dict, path: Path) -> None:
     """Mean Gram distance against mean seconds (log x): anytime's curve, a point per method."""
     rows = [r for r in result["summary"] if r["gram_distance"] is not None]
@@ -431,6 +496,7 @@ def render(result: dict) -> str:
                      f"{gram} |")
     lines += ["", "Targets of issue #19 (means over the same pairs, one run):", ""]
     lines += targets(result)
+    lines += curve_lines(result)
     if result.get("reference"):
         lines += [""] + reference_lines(result["reference"])
     return "\n".join(lines) + "\n"
