@@ -14,6 +14,13 @@ the refinement as it goes. ``budget=0`` returns the one-pass start.
 The start is the one-pass method's output at the strength that lands nearest the
 optimum of the objective (:func:`start_strength`); the refinement moves it to the
 balance of content and style that ``strength`` sets, as Gatys's does.
+
+With ``min_size`` the refinement is a pyramid inside the budget: the start is reduced to
+the coarsest level, the coarser levels share ``coarse`` of the time left after the start
+(:func:`level_limits`) and the final size gets the rest. Measured at 60 s budgets
+(docs/anytime.md) it ends with a higher content distance than refining at the final size
+alone, so it is off by default; from the photo (``init="content"``) it recomposes the
+picture as Gatys's pyramid does.
 """
 
 from __future__ import annotations
