@@ -11,7 +11,7 @@ import restyle
 from restyle import imaging, optimize
 from restyle.cli import main
 from restyle.methods import Inputs
-from restyle.methods.anytime import AnytimeParams, choose_start, start_strength
+from restyle.methods.anytime import AnytimeParams, choose_start, level_limits, start_strength
 from restyle.optimize import Engine, Objective, run_pyramid
 from restyle.params import make
 
@@ -200,34 +200,38 @@ def test_a_level_time_limit_moves_on_to_the_next_level():
 
 
 def test_anytime_coarse_level_inside_the_budget_lowers_the_loss(photo, style_path):
-    """With a pyramid (--min-size) the coarse level runs first, for its share of the budget,
-    then the final size; the result's loss at the final size is below the start's."""
+    """With a pyramid (--min-size) the start is refined at the coarse level first, then at
+    the final size; the result's loss at the final size is below the start's. (The share of
+    the budget each level gets is :func:`level_limits`, applied as in the engine test
+    above; here the iteration cap ends the levels, so the test does not depend on the
+    machine's speed.)"""
     from restyle.methods import get_method
     from restyle.methods.gatys import GatysProblem, prepare
     from restyle.optimize import Engine as Judge
     steps = []
-    p = make(AnytimeParams, size=128, min_size=64, budget=8, coarse=0.3, plateau=0,
-             init="adain-lite", precision="fp32")
+    p = make(AnytimeParams, size=96, min_size=48, budget=600, iterations=5, coarse=0.3,
+             plateau=0, init="adain-lite", precision="fp32")
     inputs = Inputs(imaging.load_image(photo), [imaging.load_image(style_path)], [1.0],
                     ["demo_style"])
-    get_method("anytime").run(inputs, make(AnytimeParams, size=32, budget=1, init="adain-lite",
-                                           precision="fp32"))  # warm-up: networks loaded
-    t = time.perf_counter()
     out = get_method("anytime").run(inputs, p, [steps.append])
-    assert time.perf_counter() - t < 8 + 3
-    sizes = [s.size for s in steps[1:]]
-    assert sizes[0] == (64, 64) and sizes[-1] == (128, 128)
-    assert sizes == sorted(sizes)  # coarse first, then the final size, no going back
-    coarse_end = max(s.elapsed for s in steps if s.size == (64, 64))
-    assert coarse_end < 0.3 * 8 + 1.0  # its share of the budget, not the whole
+    assert [s.size for s in steps[1:]] == [(48, 48)] * 10 + [(96, 96)] * 5
     content, styles, _ = prepare(inputs, p, "anytime")
     problem = GatysProblem(content, styles, [1.0], p)
-    objective = problem.objective((128, 128), bf16=False)
+    objective = problem.objective((96, 96), bf16=False)
     judge = Judge(problem.vgg, precision="fp32")
     with torch.no_grad():
         before = float(judge.loss(steps[0].image, objective)[0])
         after = float(judge.loss(out, objective)[0])
-    assert after < 0.85 * before
+    assert after < 0.8 * before
+
+
+def test_level_limits_share_the_time_left():
+    now = time.perf_counter()
+    limits = level_limits(3, 0.4, now + 10)
+    assert limits[2] is None  # the final size: until the deadline
+    assert 0 < limits[0] - now <= 2.0 + 0.1 and 0 < limits[1] - now <= 4.0 + 0.1
+    assert abs((limits[1] - limits[0]) - 2.0) < 1e-6
+    assert level_limits(1, 0.4, now + 10) == [None]
 
 
 def test_frontier_reports_the_warm_start_target_and_the_curves():
