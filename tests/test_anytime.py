@@ -126,10 +126,15 @@ def test_start_choice(style_path):
     from restyle.methods.network import default_model
     from restyle.nets.stylenet import get_stylenet
     known = get_stylenet(default_model()).styles[0]
-    assert choose_start(inputs([known]), p) == "network"  # the painting the network knows
+    assert choose_start(inputs([known]), p) == "adain-lite"  # a budget to refine in
+    short = make(AnytimeParams, budget=2)
+    assert choose_start(inputs([known]), short) == "network"  # the painting the network knows
+    assert choose_start(inputs(["holiday_snap"]), short) == "adain-lite"
+    assert choose_start(inputs([known]), make(AnytimeParams, init="network")) == "network"
     assert choose_start(inputs(["holiday_snap"]), p) == "adain-lite"
     assert choose_start(inputs([""]), p) == "adain-lite"  # an image not from a file
-    assert choose_start(inputs([known]), make(AnytimeParams, masks="m.png")) == "adain-lite"
+    assert choose_start(inputs([known]), make(AnytimeParams, budget=2, masks="m.png")) == \
+        "adain-lite"
     assert choose_start(inputs([known]), make(AnytimeParams, init="adain")) == "adain"
     assert choose_start(inputs([known]), make(AnytimeParams, init="noise")) == ""
 

@@ -32,6 +32,7 @@ import torch
 
 from .. import imaging
 from ..errors import RestyleError
+from ..methods.anytime import NETWORK_BELOW
 from .bench import SHARED, _spawn, machine_info, report_head, write_reports
 
 BUDGETS = (0, 0.1, 0.3, 1, 3, 10, 30, 100)
@@ -481,9 +482,9 @@ def render(result: dict) -> str:
               "warmed up; every number is the mean over the pairs that have it. content = VGG "
               "content distance to the photo, gram = mean relative Gram distance to the "
               f"painting (`restyle evaluate --size {result.get('eval_size', 512)}`); lower is "
-              "better. anytime starts from "
-              "the trained network where the painting is one of its styles, else from "
-              "adain-lite.", "",
+              "better. anytime starts from adain-lite (at budgets under "
+              f"{NETWORK_BELOW:g} s from the trained network where the painting is one of its "
+              "styles).", "",
               f"![style distance against seconds]({result['plot']})", "",
               "| method | budget | pairs | seconds (wall) | content ↓ | gram ↓ |",
               "| --- | --- | --- | --- | --- | --- |"]

@@ -1,8 +1,10 @@
 """Anytime stylization: a one-pass result at once, refined by optimization within a budget.
 
-The run starts from the best one-pass estimate for the style: the trained style network
-when the style painting is one of its styles (matched by file name, as ``restyle bench``
-does), else the distilled AdaIN (``adain-lite``), which takes any style image. That image
+The run starts from a one-pass estimate for the style: the distilled AdaIN
+(``adain-lite``), which takes any style image and keeps the photo's layout, so that the
+refinement reaches Gatys's composition; for budgets under :data:`NETWORK_BELOW` seconds,
+too short to refine much, the trained style network when the style painting is one of its
+styles (matched by file name, as ``restyle bench`` does). That image
 is then the starting point of the Gatys optimization (restyle.methods.gatys: the same
 objective, style statistic, masks, colour preservation) at the final size, which runs
 until ``budget`` seconds have passed since the start of the call, or the loss stops
@@ -47,9 +49,9 @@ class AnytimeParams(GatysParams):
     budget: float = param(20.0, "seconds for the whole transfer: the one-pass start, then "
                           "optimization until this much time has passed (0: the one-pass "
                           "start only)", min=0.0, max=86400.0, metavar="SECONDS")
-    init: str = param("auto", "start image: auto (the trained network when the style painting "
-                      "is one of its styles, else adain-lite), adain-lite, adain, network, "
-                      "content, noise, or the path of an image",
+    init: str = param("auto", "start image: auto (budgets under 5 s: the trained network when "
+                      "the style painting is one of its styles; else adain-lite), adain-lite, "
+                      "adain, network, content, noise, or the path of an image",
                       metavar="auto|adain-lite|adain|network|content|noise|PATH")
     iterations: int = param(1000, "at most this many optimizer iterations (the budget or a "
                             "plateau usually ends the run first)", min=0, max=100000)
@@ -100,12 +102,21 @@ def network_styles(inputs: Inputs, model: str) -> list[str] | None:
     return names if all(n in styles for n in names) else None
 
 
+#: Budgets (seconds) below which ``init=auto`` starts from the trained network where it
+#: knows the painting: too short for the refinement to change the start much, and the
+#: network's one-pass picture is the closer one to the painting. From this budget on the
+#: start is adain-lite, whose layout (the photo's, lightly restyled) the refinement takes to
+#: Gatys's composition, where from the network's it keeps the network's (docs/anytime.md).
+NETWORK_BELOW = 5.0
+
+
 def choose_start(inputs: Inputs, p: AnytimeParams) -> str:
     """The one-pass method a run starts from, or "" for Gatys's own init (content, noise,
     an image file)."""
     if p.init == "auto":
         spatial = p.masks or p.style_masks or p.object_mask or p.box
-        if not spatial and network_styles(inputs, p.model) is not None:
+        if (p.budget < NETWORK_BELOW and not spatial
+                and network_styles(inputs, p.model) is not None):
             return "network"
         return "adain-lite"
     return p.init if p.init in ONE_PASS_STARTS else ""
