@@ -66,6 +66,16 @@ def load_average() -> float:
 
 # ----------------------------------------------------------------------------- worker
 
+def warm_up(inputs, size: int) -> None:
+    """anytime at a small size, then one iteration at ``size`` (weights, kernels, the
+    optimizer's modules, the one-pass networks at the output size)."""
+    from ..methods import get_method
+    from ..params import make
+    anytime = get_method("anytime")
+    anytime.run(inputs, make(anytime.Params, size=64, budget=2))
+    anytime.run(inputs, make(anytime.Params, size=size, budget=3600, iterations=1, plateau=0))
+
+
 def worker_frontier(job: dict) -> dict:
     """All of restyle's measurements of one pair (see the module docstring); with
     ``reference`` in the job, :func:`worker_reference` instead."""
@@ -121,8 +131,10 @@ def worker_frontier(job: dict) -> dict:
                     snaps.append((now, pr.image.clone()))
         return snaps, keep
 
-    # warm-up at a small size: weights read, kernels and the optimizer's modules ready
-    get_method("anytime").run(inputs, make(get_method("anytime").Params, size=64, budget=2))
+    # warm-up: weights read, kernels and the optimizer's modules ready, then one iteration
+    # at the output size (its first evaluation there is seconds slower than the next ones,
+    # which would leave a short budget's run with its start only)
+    warm_up(inputs, size)
     for method in job["methods"]:
         if method == "network":
             if network_styles(inputs, "") is None:
@@ -179,8 +191,7 @@ def worker_reference(job: dict) -> dict:
                 snaps.append((pr.step, time.perf_counter() - start, pr.image.clone()))
         return snaps, keep
 
-    # warm-up at a small size (weights, kernels, the one-pass networks)
-    get_method("anytime").run(inputs, make(get_method("anytime").Params, size=64, budget=2))
+    warm_up(inputs, size)
     get_method("gatys").run(inputs, make(GatysParams, size=64, iterations=2, min_size=0,
                                          precision="fp32"))
     snaps, keep = snapshots(False)
