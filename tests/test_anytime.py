@@ -270,3 +270,4 @@ def test_frontier_reports_the_warm_start_target_and_the_curves():
     assert "| 2 | 0.500 | 0.2000 | - | - |" in text  # anytime's run had ended
     assert "| end | 0.400 | 0.0100 | 0.700 | 0.0200 |" in text
     assert "within 5% of its own final Gram distance after 0.03 of its time" in text
+    assert "(gatys: 1, anytime-30s: 1)" in text

@@ -333,16 +333,16 @@ def curve_lines(result: dict) -> list[str]:
     if "gatys" not in curves:
         return []
     labels = ["gatys"] + [l for l in curves if l != "gatys"]
-    n = len(curves["gatys"])
+    pairs = ", ".join(f"{l}: {len(curves[l])}" for l in labels)
     lines = ["", "Within one run (the picture at each mark, scored after the run; means over "
-             f"the {n} pairs; Gatys's coarse level is scored upsampled):", "",
+             f"the pairs each ran on ({pairs}); Gatys's coarse level is scored upsampled):", "",
              "| seconds | " + " | ".join(f"{l} content | {l} gram" for l in labels) + " |",
              "| --- |" + " --- | --- |" * len(labels)]
     for k, mark in enumerate(CURVE_MARKS):
         cells = []
         for label in labels:
             rows = curves[label]
-            if len(rows) == n and all(len(r["curve"]) > k + 1 for r in rows):
+            if all(len(r["curve"]) > k + 1 for r in rows):
                 cells.append(f"{statistics.mean(r['curve'][k][1] for r in rows):.3f} | "
                              f"{statistics.mean(r['curve'][k][2] for r in rows):.4f}")
             else:
