@@ -7,71 +7,33 @@ as keyword arguments (see ``restyle methods``), and return a PIL image. With
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import math
 import os
-from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
 from PIL import Image
 
-from . import imaging
+from . import imaging, run
+from .backbone import read_safetensors_metadata
+from .batch import run_batch
 from .errors import RestyleError
 from .imaging import ImageLike
-from .methods import Inputs, get_method
+from .machine import machine_info
+from .methods.analogy import AnalogyParams, analogy_images
+from .methods.network import default_model
+from .nets.decoder import LEVELS, default_decoder_path, read_metadata
+from .nets.lite import FORMAT, FORMAT_VERSION, default_lite_path
+from .nets.stylenet import get_stylenet, installed_models, models_dir, read_stylenet_metadata
 from .optimize import Progress
 from .params import make
+from .video import stylize_video
+from .run import parse_style_names, parse_style_specs, style_file_names  # noqa: F401  (public)
 
 #: The method ``transfer`` (and ``restyle transfer``) uses when none is named.
 DEFAULT_TRANSFER = "anytime"
-
-
-def _styles(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
-    if isinstance(style, (list, tuple)):
-        return list(style)
-    return [style]
-
-
-def _weights(n: int, style_weights: Sequence[float] | None) -> list[float]:
-    if style_weights is None:
-        return [1.0] * n
-    weights = [float(w) for w in style_weights]
-    if len(weights) != n:
-        raise RestyleError(f"got {len(weights)} style weights for {n} style images")
-    if any(w < 0 or w != w for w in weights) or sum(weights) <= 0:
-        raise RestyleError("style weights must be non-negative and not all zero")
-    return weights
-
-
-def parse_style_specs(specs: Sequence[str], files: bool = False) -> tuple[list[str], list[float]]:
-    """Styles with blend weights, written ``"a:0.3,b:0.7"``, as items ``["a:0.3", "b:0.7"]``
-    or both; a style without ``:WEIGHT`` weighs 1. With ``files`` the styles are image paths:
-    an item naming an existing file is taken whole (its name may hold ':' or ',')."""
-    names, weights = [], []
-    for spec in specs:
-        items = [spec] if files and Path(spec).is_file() else spec.split(",")
-        for item in filter(None, (i.strip() for i in items)):
-            name, w = item, ""
-            if ":" in item and not (files and Path(item).is_file()):
-                name, _, w = item.rpartition(":")
-            try:
-                weights.append(float(w) if w else 1.0)
-            except ValueError:
-                raise RestyleError(f"bad style weight in {item!r}: write STYLE or STYLE:WEIGHT, "
-                                   "blends as a:0.5,b:0.5") from None
-            names.append(name.strip())
-    return names, weights
-
-
-def parse_style_names(styles: Sequence, style_weights: Sequence[float] | None
-                      ) -> tuple[list[str], list[float]]:
-    """Style names with weights, from ``["a", "b"]`` plus weights, ``["a:0.3", "b:0.7"]``
-    or ``["a:0.3,b:0.7"]``."""
-    if not all(isinstance(s, str) for s in styles):
-        raise RestyleError("this method takes style names (see `restyle models`), not images")
-    names, weights = parse_style_specs(styles)
-    if style_weights is not None:
-        weights = _weights(len(names), style_weights)
-    return names, _weights(len(names), weights)
 
 
 def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
@@ -90,23 +52,9 @@ def transfer(content: ImageLike, style: ImageLike | Sequence[ImageLike], *,
     RGB image.
     """
     method = method or ("network" if params.get("model") else DEFAULT_TRANSFER)
-    styles = _styles(style)
-    if not styles:
-        raise RestyleError("give at least one style image")
-    if get_method(method).style_kind == "name":  # styles inside a trained model
-        names, weights = parse_style_names(styles, style_weights)
-        return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
-            imaging.load_image(content, "content image"), [], weights, names), [content])
-    return _run(method, "transfer", params, output, overwrite, callbacks, lambda: Inputs(
-        imaging.load_image(content, "content image"),
-        [imaging.load_image(s, "style image") for s in styles],
-        _weights(len(styles), style_weights), style_file_names(styles)), [content, styles])
-
-
-def style_file_names(styles: Sequence[ImageLike]) -> list[str]:
-    """The file name (without folder and extension) of each style given as a path, "" for
-    the others: how a method recognises a painting (e.g. one a trained network knows)."""
-    return [Path(s).stem if isinstance(s, (str, os.PathLike)) else "" for s in styles]
+    req = run.request(method, content, style, style_weights=style_weights, params=params,
+                      output=output, overwrite=overwrite, task="transfer")
+    return run.execute(req, callbacks)
 
 
 def style_sheet(content: ImageLike, *, model: str = "", size: int = 256, columns: int = 0,
@@ -116,8 +64,6 @@ def style_sheet(content: ImageLike, *, model: str = "", size: int = 256, columns
     then one labelled tile per style at ``size`` px (long side). ``model`` is a name from
     ``restyle models`` or a file (default: the default model); further keyword arguments
     are the network method's (``strength``, ``preserve_color``, ``runtime``...)."""
-    from .methods.network import default_model
-    from .nets.stylenet import get_stylenet
     out_path = imaging.check_output_path(output, overwrite, [content]) \
         if output is not None else None
     model = model or default_model()
@@ -136,11 +82,6 @@ def models() -> dict:
     """The installed style networks (with their styles), decoders and distilled AdaIN model,
     as ``restyle models`` lists them: ``{"models_dir", "models": {name: {...}}, "decoders":
     {level: {...}}, "adain_lite": {...}}``."""
-    import json
-
-    from .backbone import read_safetensors_metadata
-    from .nets.decoder import LEVELS, default_decoder_path, read_metadata
-    from .nets.stylenet import installed_models, models_dir, read_stylenet_metadata
     nets = {}
     for name, path in installed_models().items():
         meta = read_stylenet_metadata(path)
@@ -157,7 +98,6 @@ def models() -> dict:
             except RestyleError as e:
                 entry["error"] = str(e)
         decoders[level] = entry
-    from .nets.lite import FORMAT, FORMAT_VERSION, default_lite_path
     lp = default_lite_path()
     lite: dict = {"path": str(lp), "installed": lp.exists()}
     if lp.exists():
@@ -173,11 +113,6 @@ def models() -> dict:
 def info() -> dict:
     """What ``restyle info`` prints: versions (restyle, torch, onnxruntime, Python), CPU,
     threads, the device restyle runs on, and :func:`models`."""
-    import importlib.metadata
-
-    import torch
-
-    from .evaluate.bench import machine_info
     try:
         ort = importlib.metadata.version("onnxruntime")
     except importlib.metadata.PackageNotFoundError:
@@ -195,46 +130,9 @@ def texture(exemplar: ImageLike | Sequence[ImageLike], *, method: str = "texture
 
     Several exemplars are mixed with ``exemplar_weights``.
     """
-    exemplars = _styles(exemplar)
-    return _run(method, "texture", params, output, overwrite, callbacks, lambda: Inputs(
-        None, [imaging.load_image(e, "exemplar image") for e in exemplars],
-        _weights(len(exemplars), exemplar_weights)), [exemplars])
-
-
-class _TunedRecorder:
-    """A callback that keeps what ``auto=True`` chose (see restyle.autotune.report)."""
-
-    def __init__(self):
-        self.record: dict | None = None
-
-    def __call__(self, progress: Progress) -> None:
-        pass
-
-    def on_tuned(self, result) -> None:
-        self.record = result.record()
-
-
-def _run(method: str, task: str, params: dict, output, overwrite: bool, callbacks,
-         load: Callable[[], Inputs], sources: Sequence = ()) -> Image.Image:
-    """Validate everything cheap first (method, parameters, output path: writable, and
-    none of the input files ``sources`` nor those the parameters name), then load the
-    inputs, run the method and write the output atomically."""
-    m = get_method(method)
-    if m.task != task:
-        other = f"restyle.{m.task}"  # each task has its API function of the same name
-        raise RestyleError(f"method {method!r} is a {m.task} method; use {other}")
-    tuned = _TunedRecorder()
-    if params.get("auto") is True:  # keep what the tuner chooses, to go with the image
-        callbacks = [*callbacks, tuned]
-    p = make(m.Params, **params)
-    out_path = imaging.check_output_path(output, overwrite, [*sources, *vars(p).values()]) \
-        if output is not None else None
-    result = imaging.to_pil(m.run(load(), p, callbacks))
-    if tuned.record is not None:
-        result.info["auto"] = tuned.record
-    if out_path is not None:
-        imaging.save_image(result, out_path, overwrite=True)
-    return result
+    req = run.request(method, None, exemplar, style_weights=exemplar_weights, params=params,
+                      output=output, overwrite=overwrite, task="texture")
+    return run.execute(req, callbacks)
 
 
 def dream(image: ImageLike, *, method: str = "deepdream", output: str | os.PathLike | None = None,
@@ -245,8 +143,9 @@ def dream(image: ImageLike, *, method: str = "deepdream", output: str | os.PathL
     E.g. ``restyle.dream("photo.jpg", layers="relu4_3", octaves=4, size=512)`` or
     ``layers="relu4_3:12,87"`` for two channels. Returns a PIL RGB image.
     """
-    return _run(method, "dream", params, output, overwrite, callbacks, lambda: Inputs(
-        imaging.load_image(image, "image"), [], []), [image])
+    req = run.request(method, image, None, params=params, output=output, overwrite=overwrite,
+                      task="dream")
+    return run.execute(req, callbacks)
 
 
 def doodle(style: ImageLike, *, style_map: str | os.PathLike, target_map: str | os.PathLike,
@@ -265,9 +164,9 @@ def doodle(style: ImageLike, *, style_map: str | os.PathLike, target_map: str | 
             raise RestyleError(f"{name} must be the path of an image file, not "
                                f"{type(value).__name__}")
     params = dict(params, style_map=os.fspath(style_map), target_map=os.fspath(target_map))
-    return _run("mrf", "transfer", params, output, overwrite, callbacks, lambda: Inputs(
-        imaging.load_image(content, "content image") if content is not None else None,
-        [imaging.load_image(style, "style image")], [1.0]), [style, content])
+    req = run.request("mrf", content, style, params=params, output=output,
+                      overwrite=overwrite, task="transfer")
+    return run.execute(req, callbacks)
 
 
 def analogy(a: ImageLike, b_prime: ImageLike, *, output: str | os.PathLike | None = None,
@@ -280,7 +179,6 @@ def analogy(a: ImageLike, b_prime: ImageLike, *, output: str | os.PathLike | Non
     ``output`` / ``b_output`` they are also written atomically. Keyword arguments are the
     ``analogy`` method's parameters (e.g. ``size=384``).
     """
-    from .methods.analogy import AnalogyParams, analogy_images
     p = make(AnalogyParams, **params)
     paths = [imaging.check_output_path(o, overwrite, [a, b_prime, *vars(p).values()])
              if o is not None else None for o in (output, b_output)]
@@ -312,7 +210,6 @@ def video(source: str | os.PathLike, style: ImageLike | Sequence[ImageLike], *,
 
     (Not exported as ``restyle.video``: that name is the :mod:`restyle.video` module.)
     """
-    from .video import stylize_video
     return stylize_video(source, style, output, method=method, style_weights=style_weights,
                          resume=resume, overwrite=overwrite, progress=progress,
                          callbacks=callbacks, **params)
@@ -337,7 +234,6 @@ def batch(inputs, output: str | os.PathLike, style: ImageLike | Sequence, *,
 
     (Not exported as ``restyle.batch``: that name is the :mod:`restyle.batch` module.)
     """
-    from .batch import run_batch
     return run_batch(inputs, output, style, method=method, style_weights=style_weights,
                      engine=engine, address=address, workers=workers, format=format,
                      retry_failed=retry_failed, progress=progress, **params)

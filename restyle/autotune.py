@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import imaging
+from .evaluate import metrics
 from .masks import Region
 from .optimize import Engine
 from .style_losses import style_targets
@@ -153,7 +154,6 @@ def _gram_distance(image: torch.Tensor, styles: list[torch.Tensor], weights: lis
     """Mean relative Gram distance of ``image`` to the styles (blended by ``weights``), each
     resized as the style targets are: its area ``scale**2`` times the image's. The styles'
     Gram matrices are kept in ``cache`` per scale."""
-    from .evaluate import metrics
     area = image.shape[-2] * image.shape[-1]
     if scale not in cache:
         cache[scale] = []
@@ -171,7 +171,6 @@ def _measure(t: Trial, out: torch.Tensor, content: torch.Tensor, styles: list[to
              weights: list[float], scale: float, gram0: float, cache: dict) -> None:
     """Score inputs of a trial; ``gram0`` (the photo's distance at the user's style scale)
     is common to all trials, so a style scale is not credited for a farther start."""
-    from .evaluate import metrics
     t.content = metrics.content_distance(out, content)
     t.ssim = metrics.ssim_luminance(out, content)
     t.gram = _gram_distance(out, styles, weights, scale, cache)
@@ -190,6 +189,7 @@ def tune(content: torch.Tensor, styles: list[torch.Tensor], style_weights: list[
     their defaults, for this content (at its final size) and these styles; returns the
     tuned parameters (``auto`` off) with what was chosen. The trials cost at most
     ``budget`` times the final run's iterations x pixels."""
+    # lazy: restyle.methods.gatys imports this module (its --auto)
     from .methods.gatys import GatysParams, GatysProblem
     start = time.perf_counter()
     defaults = GatysParams()

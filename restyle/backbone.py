@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import http.client
 import importlib.util
 import os
@@ -26,7 +27,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -81,6 +82,23 @@ def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metad
 
     with fsio.atomic_write(path, None) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+
+
+def save_weights(tensors: dict[str, torch.Tensor], path: str | Path, kind: str,
+                 metadata: dict[str, Any], **architecture: str) -> Path:
+    """Write a trained network's weights file (.safetensors), atomically: the one save of
+    the decoders, the style networks and the distilled AdaIN / MGAN models. ``metadata``
+    (steps, losses, ...: JSON where not text) goes next to the ``architecture`` fields
+    (format, version, shape) that loading reads back. ``kind`` names the file in errors."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise RestyleError(f"{kind} files end in .safetensors, not {path.name}")
+    if not path.parent.is_dir():
+        raise RestyleError(f"cannot write {path}: folder {path.parent} does not exist")
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta.update(architecture)
+    _atomic_save_safetensors(tensors, path, meta)
+    return path
 
 
 def read_safetensors_metadata(path: str | Path, fmt: str, version: str, kind: str

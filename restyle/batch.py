@@ -50,16 +50,18 @@ consistent over the whole clip, resumable frame by frame); see ``docs/batch.md``
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import dataclasses
 import glob
 import hashlib
-import json
+import logging
 import os
 import re
 import shutil
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 import unicodedata
@@ -67,9 +69,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from . import fsio, imaging
+import torch
+
+from . import fsio, imaging, run
 from .errors import RestyleError
-from .video import FRAME_SUFFIXES, VIDEO_OUTPUTS, VIDEO_PARAM_NAMES, split_params, work_dir
+from .methods import get_transfer_method
+from .methods.network import default_model
+from .nets.stylenet import get_stylenet, resolve_model
+from .params import make
+from .run import canonical, file_hash, fingerprint
+from .runtime import keep_freed_memory
+from .video import FRAME_SUFFIXES, VIDEO_OUTPUTS, split_params, stylize_video, work_dir
 
 RAY_HINT = "pip install 'restyle[ray]'"
 MANIFEST = "restyle-batch.sqlite"
@@ -251,18 +261,6 @@ def inside(out_dir: Path, rel: str) -> Path:
 
 # ----------------------------------------------------------------------------- settings
 
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass
 class Job:
     """What every item is stylised with; plain data, so it travels to Ray workers."""
@@ -287,7 +285,7 @@ class Job:
         return {**base, "format": self.format}
 
     def params_hash(self, kind: str) -> str:
-        return hashlib.sha256(canonical(self.settings(kind)).encode()).hexdigest()[:16]
+        return fingerprint(self.settings(kind))
 
     def suffix(self, item: Item) -> str:
         if item.kind == "video":
@@ -300,54 +298,34 @@ def make_job(method: str, styles: Sequence, style_weights: Sequence[float] | Non
              fmt: str, params: dict) -> Job:
     """Validate the method, its parameters, the styles and the format (RestyleError with
     one line each) and fix everything that outputs depend on."""
-    from .api import parse_style_names
-    from .methods import get_transfer_method
-    from .params import make
-
     m = get_transfer_method(method, "batch")
     if fmt not in FORMATS:
         raise RestyleError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     vp, method_params = split_params(params)
     p = make(m.Params, **method_params)
-    style_list = [os.fspath(s) if isinstance(s, os.PathLike) else s
-                  for s in (styles if isinstance(styles, (list, tuple)) else [styles])]
+    style_list = [os.fspath(s) if isinstance(s, os.PathLike) else s for s in run.as_list(styles)]
     if not style_list:
         raise RestyleError("give a style: --style IMAGE (or a style name of the model, "
                            "see `restyle models`)")
+    if m.takes.styles == "images" and not all(isinstance(s, str) for s in style_list):
+        raise RestyleError("batch takes style images as file paths")
+    req = run.request(m, run.PER_ITEM, style_list,
+                      style_weights=style_weights, params=p)
     files: dict[str, str] = {}
-    if m.style_kind == "name":
-        names, weights = parse_style_names(style_list, style_weights)
-        styles_out = names
-    else:
-        from .api import _weights
-        styles_out = []
-        for s in style_list:
-            if not isinstance(s, str):
-                raise RestyleError("batch takes style images as file paths")
-            imaging.load_image(s, "style image")  # readable: a one-line error now, not later
-            path = os.path.abspath(s)
-            styles_out.append(path)
-            files[path] = file_hash(path)
-        weights = _weights(len(styles_out), style_weights)
-    values = dataclasses.asdict(p)
-    for f in dataclasses.fields(p):  # model, decoder, masks: files, made absolute
-        name, value = f.name, values[f.name]
-        if f.metadata.get("choices"):
-            continue
-        parts = [Path(v.strip()).expanduser() for v in value.split(",")] \
-            if isinstance(value, str) and value.strip() else []
-        if parts and all(q.is_file() for q in parts):
-            values[name] = ",".join(os.path.abspath(q) for q in parts)
-            files[name] = ",".join(file_hash(q) for q in parts)
-    if m.style_kind == "name":
-        from .methods.network import default_model
-        from .nets.stylenet import get_stylenet, resolve_model
+    styles_out = req.styles
+    if m.takes.styles == "images":
+        req.style_images()  # readable: a one-line error now, not later
+        styles_out = [os.path.abspath(s) for s in style_list]
+        files.update({path: file_hash(path) for path in styles_out})
+    values, hashes = run.file_params(p)  # masks, maps, weights, decoder: absolute, hashed
+    files.update(hashes)
+    if m.takes.styles == "names":  # the model's file, and the names in it, now
         model = resolve_model(p.model or default_model())
         values["model"], files["model"] = os.path.abspath(model), file_hash(model)
         net = get_stylenet(str(model))
         for n in styles_out:
             net.style_index(n)
-    return Job(m.name, values, dataclasses.asdict(vp), styles_out, weights, fmt, files)
+    return Job(m.name, values, dataclasses.asdict(vp), styles_out, req.weights, fmt, files)
 
 
 # ----------------------------------------------------------------------------- the worker
@@ -366,20 +344,13 @@ class Runner:
     """
 
     def __init__(self, job: Job | dict, threads: int = 0):
-        import torch
-
-        from .methods import get_method
-        from .params import make
-        from .runtime import keep_freed_memory
         keep_freed_memory()  # Ray actors are processes of their own
         if threads:
             torch.set_num_threads(threads)
         self.job = job if isinstance(job, Job) else Job(**job)
-        self.method = get_method(self.job.method)
-        self.params = make(self.method.Params, **self.job.params)
-        self.by_name = self.method.style_kind == "name"
-        self.styles = [] if self.by_name else [imaging.load_image(s, "style image")
-                                               for s in self.job.styles]
+        self.request = run.request(self.job.method, run.PER_ITEM, self.job.styles,
+                                   style_weights=self.job.weights, params=self.job.params)
+        self.request.style_images()  # loaded once, for every item
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, item: dict) -> dict:
@@ -402,7 +373,9 @@ class Runner:
                 result["stage"] = "method"
                 self._video(path, Path(item["output"]))
             else:
-                self._image(path, Path(item["output"]), result)
+                content = imaging.load_image(path, "input image")
+                result["stage"] = "method"
+                run.execute(self.request, content=content, output=Path(item["output"]))
         except (KeyboardInterrupt, SystemExit):
             raise
         except MemoryError:
@@ -413,25 +386,11 @@ class Runner:
         result["seconds"] = time.perf_counter() - start
         return result
 
-    def _image(self, path: Path, out: Path, result: dict) -> None:
-        from .api import style_file_names
-        from .methods import Inputs
-        content = imaging.load_image(path, "input image")
-        result["stage"] = "method"
-        inputs = Inputs(content, self.styles, self._weights(),
-                        self.job.styles if self.by_name else style_file_names(self.job.styles))
-        result = self.method.run(inputs, self.params)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        imaging.save_image(imaging.to_pil(result), out, overwrite=True)
-
-    def _weights(self) -> list[float]:
-        return list(self.job.weights or [1.0] * len(self.job.styles))
-
     def _video(self, path: Path, out: Path) -> None:
-        from .video import stylize_video
         out.parent.mkdir(parents=True, exist_ok=True)
-        styles = self.job.styles if self.by_name else self.styles
-        kw = dict(method=self.job.method, style_weights=self._weights(), overwrite=True,
+        req = self.request
+        styles = req.style_images() or req.styles  # the images, loaded once, or the names
+        kw = dict(method=self.job.method, style_weights=req.weights, overwrite=True,
                   **self.job.params, **self.job.video)
         try:
             stylize_video(path, styles, out, resume=True, **kw)
@@ -650,7 +609,6 @@ def _ray_init(address: str | None) -> None:
         raise RestyleError(f"--engine ray needs Ray: {RAY_HINT}") from None
     if ray.is_initialized():
         return
-    import logging
     local = {"_node_ip_address": "127.0.0.1"} if address is None else {}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -693,8 +651,6 @@ def _reap_with_driver() -> None:
     session kills them (and anything else of the local Ray that is left) once this process
     is gone. Linux only (it reads /proc); elsewhere nothing is done."""
     global _reaper
-    import subprocess
-
     def descendants(root: int) -> list[str]:
         children: dict[int, list[tuple[int, int]]] = {}
         for d in os.listdir("/proc"):
@@ -724,7 +680,7 @@ def _reap_with_driver() -> None:
 
 def _lock(out_dir: Path):
     """Hold ``OUT_DIR/.restyle-batch.lock``: one run at a time writes a folder."""
-    import fcntl
+    import fcntl  # POSIX only: imported where it is needed
     try:
         f = open(out_dir / ".restyle-batch.lock", "a")
     except OSError as e:
@@ -879,9 +835,6 @@ def _execute(todo: list[_Pending], job: Job, out_dir: Path, manifest: Manifest, 
 
 def _run_local(work: list[dict], job: Job, workers: int, summary: BatchSummary,
                handle: Callable[[dict], None]) -> None:
-    import concurrent.futures as cf
-
-    import torch
     cores = os.cpu_count() or 1
     n = max(1, min(workers or cores, len(work)))
     summary.workers = n
@@ -927,92 +880,3 @@ def _run_ray(work: list[dict], job: Job, workers: int, summary: BatchSummary,
         compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2))
     for row in ds.iter_rows():
         handle({k: _plain(v) for k, v in row.items()})
-
-
-# ----------------------------------------------------------------------------- the command
-
-def main(argv: Sequence[str]) -> int:
-    import argparse
-
-    from .cli import _method_name, parse_style_options, sigterm_interrupts, style_arguments
-    from .methods import get_transfer_method
-    from .params import add_arguments, from_namespace
-    from .video import VideoParams
-
-    method = get_transfer_method(_method_name(argv, "adain"), "batch")
-    parser = argparse.ArgumentParser(
-        prog="restyle batch",
-        description="Stylise every image and video that INPUTS name (folders, searched "
-                    "recursively; glob patterns; files; text files listing paths) into "
-                    "OUT_DIR, mirroring their folders. A manifest in OUT_DIR records each "
-                    "item: running the same command again skips finished items and resumes "
-                    "a killed run; changed parameters reprocess only what they affect. "
-                    "See docs/batch.md.")
-    parser.add_argument("inputs", nargs="+", metavar="INPUTS",
-                        help="folders, glob patterns ('photos/**/*.jpg'), files, or .txt lists")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
-                        help="output folder (created if missing)")
-    parser.add_argument("--method", default=method.name,
-                        help="any transfer method (default: adain; see `restyle methods`)")
-    parser.add_argument("--style", action="append", default=[], metavar="STYLE[:W]",
-                        dest="style_opts", required=True,
-                        help="a style image (or, for --method network, a style name) with an "
-                             "optional blend weight; repeat to blend")
-    style_arguments(parser)
-    parser.add_argument("--format", choices=FORMATS, default="png",
-                        help="image output format (default: png); videos keep their "
-                             "container (.avi becomes .mp4)")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="local: this process, a pool of workers (default); ray: Ray Data "
-                             f"actors, a local Ray or --address ({RAY_HINT})")
-    parser.add_argument("--address", default=None, metavar="ADDR",
-                        help="with --engine ray: join this running Ray cluster (e.g. "
-                             "HOST:6379 or auto) instead of starting a local one")
-    parser.add_argument("--workers", type=int, default=0, metavar="N",
-                        help="parallel workers (default: one per core; Ray: one actor per "
-                             "CPU of the cluster)")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="also retry items that failed before and have not changed "
-                             "(items that failed for lack of space, an I/O error or memory "
-                             "are retried anyway)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_arguments(parser, VideoParams)
-    add_arguments(parser, method.Params)
-    ns = parser.parse_args(argv)
-    styles, weights = parse_style_options([], ns.style_opts, ns.style_weights,
-                                          method.style_kind == "name", "restyle batch")
-    video_opts = {k: getattr(ns, k) for k in VIDEO_PARAM_NAMES if hasattr(ns, k)}
-    params = {**video_opts, **vars(from_namespace(method.Params, ns))}
-    bar = None
-
-    def on_item(r: dict | None, s: BatchSummary) -> None:
-        nonlocal bar
-        if ns.quiet or not s.pending:
-            return
-        if bar is None:
-            from tqdm import tqdm
-            bar = tqdm(total=s.pending, unit="img", file=sys.stderr, dynamic_ncols=True,
-                       desc="stylising", smoothing=0.1)
-        if r is not None:
-            bar.set_postfix_str(f"failed {s.failed}" if s.failed else "", refresh=False)
-            bar.update(1)
-
-    with sigterm_interrupts():
-        try:
-            summary = run_batch(ns.inputs, ns.output, styles, method=method.name,
-                                style_weights=weights, engine=ns.engine, address=ns.address,
-                                workers=ns.workers, format=ns.format,
-                                retry_failed=ns.retry_failed, progress=on_item, **params)
-        except KeyboardInterrupt:
-            print("restyle: interrupted; finished items are recorded in the manifest. Run "
-                  "the same command to continue.", file=sys.stderr)
-            return 130
-        finally:
-            if bar is not None:
-                bar.close()
-    for path, reason in summary.errors[:10]:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
-    if len(summary.errors) > 10:
-        print(f"... and {len(summary.errors) - 10} more (see the manifest)", file=sys.stderr)
-    print(summary.line())
-    return 1 if summary.failed else 0

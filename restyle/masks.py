@@ -41,11 +41,14 @@ def mask_at(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
                          antialias=True).clamp(0, 1)
 
 
-def load_mask(src: ImageLike, what: str, size: tuple[int, int]) -> torch.Tensor:
-    """A mask image as a (1, 1, h, w) tensor at ``size`` = (h, w).
+def load_mask(src: ImageLike, what: str, size: tuple[int, int], empty_ok: bool = False
+              ) -> torch.Tensor:
+    """A mask image as a (1, 1, h, w) tensor at ``size`` = (h, w): its luminance in [0, 1].
 
     A mask with another aspect ratio than the image it belongs to is stretched to
-    fit, with a note; an empty (all black) mask is an error.
+    fit, with a note; an empty (all black) mask is an error unless ``empty_ok`` (the
+    one-pass methods' per-style masks, where a style may paint nowhere as long as some
+    mask is white).
     """
     img = imaging.load_image(src, what)
     h, w = size
@@ -55,7 +58,7 @@ def load_mask(src: ImageLike, what: str, size: tuple[int, int]) -> torch.Tensor:
                     f"{w}x{h} (another shape); the mask is stretched to fit")
     mask = imaging.luminance(imaging.to_tensor(img)).clamp(0, 1)
     mask = mask_at(mask, (h, w))
-    if float(mask.max()) < 0.5 / 255:
+    if not empty_ok and float(mask.max()) < 0.5 / 255:
         name = src if isinstance(src, str) else type(src).__name__
         raise RestyleError(f"{what} {name} is empty (all black): it selects nothing; white "
                            "marks the region")

@@ -1,8 +1,12 @@
 """Typed parameter sets: one dataclass per method, from which the CLI flags, the
 ``restyle methods`` listing (and later web forms) are generated.
 
-Declare a field with :func:`param` to give it help text, allowed choices and a
-range; :func:`validate` checks an instance against them with one-line errors.
+Declare a field with :func:`param` to give it help text, allowed choices, a
+range and its kind (what its value stands for: a mask, a semantic map, a file
+path, a size, ...); :func:`validate` checks an instance against them with one-line
+errors. Parameters that many methods share (``size``, ``precision``, ``seed``) are
+declared once here (:func:`size_param`, :func:`precision_param`,
+:func:`seed_param`) and composed into each method's dataclass.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import typing
 from typing import Any
 
 from .errors import RestyleError
+from .imaging import MAX_SIDE
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,19 +28,82 @@ class ArgumentParser(argparse.ArgumentParser):
         raise RestyleError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+#: What a parameter's value stands for (``param(kind=...)``); front ends act on it:
+#:
+#: * ``mask``, ``map``, ``field``: images painted for the content (or, with ``on="style"``,
+#:   the style images; ``per_style``: one per style, comma-separated in style order): a
+#:   mask is white inside, a semantic map labels regions by colour, a stroke field is a
+#:   direction per pixel (hue). The studio takes them as uploaded file parts; lower-case
+#:   words of the metavar (``etf`` in ``etf|FIELD``) are plain values they also take.
+#: * ``image``: the path of an image (an init image); may be uploaded like a mask.
+#: * ``path``: a file on this machine (weights, a decoder, a model; ``NAME`` in the
+#:   metavar: or the name of an installed one). Batch hashes the files these name.
+#: * ``size``: the long side of the output in pixels; ``canvas``: an output of its own
+#:   shape, ``WIDTHxHEIGHT`` (textures).
+KINDS = ("mask", "map", "field", "image", "path", "size", "canvas")
+#: the kinds whose values name files (after their keywords)
+FILE_KINDS = ("mask", "map", "field", "image", "path")
+#: the kinds a client uploads as images
+UPLOAD_KINDS = ("mask", "map", "field")
+
+
 def param(default: Any, help: str, choices: typing.Sequence | None = None,
           min: float | None = None, max: float | None = None, metavar: str | None = None,
-          aliases: typing.Sequence[str] = (), check: typing.Callable | None = None):
+          aliases: typing.Sequence[str] = (), check: typing.Callable | None = None,
+          kind: str | None = None, on: str = "content", per_style: bool = False):
     """A dataclass field with the metadata the CLI and docs are generated from.
 
     ``aliases`` are other names accepted for it, as flags and as keyword arguments
     (e.g. the papers' ``alpha`` for ``strength``). ``check(value)`` is the field's own
     parser, run by :func:`validate` (so when parameters are given, not when they are
-    used): it raises RestyleError for a value it cannot use."""
+    used): it raises RestyleError for a value it cannot use. ``kind`` says what the
+    value stands for (one of :data:`KINDS`); for masks and maps ``on`` ("content" or
+    "style") says which image they are painted on and ``per_style`` that there is one
+    per style image."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"parameter kind {kind!r} is not one of {KINDS}")
+    if on not in ("content", "style"):
+        raise ValueError(f"on={on!r}: a mask is painted on the content or the style")
+    image = kind in UPLOAD_KINDS
     return dataclasses.field(default=default, metadata={
         "help": help, "choices": tuple(choices) if choices else None,
         "min": min, "max": max, "metavar": metavar, "aliases": tuple(aliases) or None,
-        "check": check})
+        "check": check, "kind": kind, "on": on if image else None,
+        "per_style": per_style if image else None})
+
+
+def size_param(default: int = 512, min: int = 16, max: int | None = None,
+               help: str = "long side of the output in pixels"):
+    """The output's long side: one declaration for every method that has one."""
+    return param(default, help, min=min, max=MAX_SIDE if max is None else max, kind="size")
+
+
+def precision_param(help: str = "bf16 autocast where the CPU supports it, or force one",
+                    choices: typing.Sequence[str] = ("auto", "bf16", "fp32")):
+    """The arithmetic: bf16 autocast where supported (``auto``), or forced."""
+    return param("auto", help, choices=choices)
+
+
+def seed_param(help: str = "random seed (reproducible output)"):
+    """The random seed: a parameter, never global state."""
+    return param(0, help, min=0)
+
+
+def weights_param(help: str = "feature network: 'hed' (embedded VGG16) or a torchvision "
+                                   "VGG16/VGG19 .pth path or URL"):
+    """Where the VGG weights come from: the embedded VGG16, or a torchvision file."""
+    return param("hed", help, metavar="hed|PATH|URL", kind="path")
+
+
+def fields_of_kind(cls, *kinds: str) -> list[dataclasses.Field]:
+    """The fields of a Params dataclass declared with one of ``kinds``."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("kind") in kinds]
+
+
+def keywords(metavar: str | None) -> list[str]:
+    """Plain values a file parameter also takes: the lower-case words of its metavar
+    (``content|noise|PATH`` -> content, noise; ``etf|FIELD`` -> etf)."""
+    return [w for w in str(metavar or "").split("|") if w and w.islower()]
 
 
 def resolve_aliases(cls, kwargs: dict) -> dict:

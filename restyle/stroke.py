@@ -65,7 +65,7 @@ def angle_param():
 def field_param():
     return param("", "a stroke direction per pixel: 'etf' (along the photo's edges) or a "
                  "field image (hue = twice the angle: red horizontal, cyan vertical; grey "
-                 "= no direction)", metavar="etf|FIELD")
+                 "= no direction)", metavar="etf|FIELD", kind="field")
 
 
 def bins_param():

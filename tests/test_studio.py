@@ -60,9 +60,11 @@ class FakeParams:
 
 @dataclass
 class FakeMaskParams(FakeParams):
-    region_mask: str = param("", "one region: white is styled", metavar="PATH")
-    masks: str = param("", "one mask per style, comma-separated", metavar="M1,M2")
-    style_map: str = param("", "semantic map of the style image", metavar="PATH")
+    region_mask: str = param("", "one region: white is styled", metavar="PATH", kind="mask")
+    masks: str = param("", "one mask per style, comma-separated", metavar="M1,M2", kind="mask",
+                       per_style=True)
+    style_map: str = param("", "semantic map of the style image", metavar="PATH", kind="map",
+                           on="style")
 
 
 class FakeOpt(Method):
@@ -129,14 +131,14 @@ class FakeOnePass(FakeOpt):
 
 class FakeCollage(FakeOpt):
     name = "fake-collage"
-    task = "collage"  # a task without an API function: listed, but not runnable
-    summary = "test method: a task the studio cannot run"
+    task = "collage"  # a task of its own: its declarations are all the studio needs
+    summary = "test method: a task no front end knows by name"
 
 
 @dataclass
 class FakeInitParams(FakeParams):
-    init: str = param("content", "start image", metavar="content|noise|PATH")
-    weights: str = param("hed", "feature network", metavar="hed|PATH|URL")
+    init: str = param("content", "start image", metavar="content|noise|PATH", kind="image")
+    weights: str = param("hed", "feature network", metavar="hed|PATH|URL", kind="path")
 
 
 class FakeInit(FakeOpt):
@@ -335,9 +337,12 @@ def test_methods_lists_every_registered_method_with_its_params(client):
     assert next(p for p in listed["gatys"]["params"]
                 if p["name"] == "stroke_field")["keywords"] == ["etf"]
     assert listed["gatys"]["unavailable"] is None
-    assert "restyle.api.collage" in listed["fake-collage"]["unavailable"]
-    status, _, err = client.submit("fake-collage", content=flat_png(), styles=[flat_png()])
-    assert status == 422 and "cannot run in the studio" in err["error"]
+    # a method of a new task runs from its declarations alone (no API function named
+    # after the task is needed)
+    assert listed["fake-collage"]["unavailable"] is None
+    status, _, job = client.submit("fake-collage", content=flat_png(), styles=[flat_png()])
+    assert status == 202, job
+    assert client.wait(job["id"])["status"] == "done"
 
 
 def test_openapi_documents_the_endpoints_and_the_page_needs_no_cdn(client):

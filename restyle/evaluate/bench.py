@@ -16,25 +16,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from .. import __version__, fsio, imaging
+from .. import fsio, imaging
 from ..errors import RestyleError
 from ..methods import Inputs, all_methods, get_method, parse_settings
-from ..optimize import Engine, Stop, cpu_supports_bf16
-from ..params import ArgumentParser, make
+from ..methods.gatys import GatysParams, GatysProblem
+from ..methods.network import default_model, style_for_painting
+from ..nets.stylenet import get_stylenet
+from ..optimize import Engine, Stop
+from ..params import ArgumentParser, fields_of_kind, make
+from ..machine import cpu_isa, machine_info  # noqa: F401  (bench.machine_info: reports)
 from ..runtime import keep_freed_memory
-from .peers import PEERS
+from .metrics import score
+from .peers import MODES, PEERS, installed
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -101,7 +103,7 @@ def worker_speed(job: dict) -> dict:
         out["inputs"] = f"{Path(content_spec).name} x {Path(style_spec).name}"
     try:
         content, style = _load(content_spec), _load(style_spec)
-        inputs = Inputs(None if method.task == "texture" else content, [style], [1.0])
+        inputs = Inputs(None if method.takes.content == "none" else content, [style], [1.0])
         # warm-up: weights, oneDNN kernels; 128: the smallest size every method takes
         _sec_per_iteration(method, inputs, 128, "auto", 1)
         out["sec_per_iter"] = _sec_per_iteration(method, inputs, size, "auto", job["iters"])
@@ -119,15 +121,14 @@ def worker_speed(job: dict) -> dict:
 
 
 def _inputs_for(method, content, style, job: dict) -> Inputs:
-    if method.style_kind == "name":  # a trained network: the style is a name in the model
-        from ..methods.network import default_model
-        from ..nets.stylenet import get_stylenet
+    takes = method.takes
+    if takes.styles == "names":  # a trained network: the style is a name in the model
         model = job.get("params", {}).get("model") or default_model()
         name = job.get("style_name") or get_stylenet(model).styles[0]
         return Inputs(content, [], [1.0], [name])
-    if method.task == "dream":  # the photo is the input, there is no style
+    if takes.styles == "none":  # the photo is the input, there is no style (dream)
         return Inputs(content, [], [1.0])
-    return Inputs(content if method.task == "transfer" else None, [style], [1.0])
+    return Inputs(None if takes.content == "none" else content, [style], [1.0])
 
 
 #: Seconds above which a one-pass method's first call is not followed by warm repeats.
@@ -147,8 +148,10 @@ def worker_onepass(job: dict) -> dict:
     try:
         inputs = _inputs_for(method, _load(job["content"]), _load(job["style"]), job)
         extra = job.get("params", {})
-        def at(side: int) -> dict:  # textures take WxH, the other tasks a long side
-            return {"size": f"{side}x{side}" if method.task == "texture" else side}
+        canvas = bool(fields_of_kind(method.Params, "canvas"))
+
+        def at(side: int) -> dict:  # textures take WxH, the other methods a long side
+            return {"size": f"{side}x{side}" if canvas else side}
 
         sized = at(size)
         method.run(inputs, make(method.Params, **{**extra, **at(128)}))  # warm-up
@@ -176,7 +179,6 @@ def worker_onepass(job: dict) -> dict:
 
 def worker_reference(job: dict) -> dict:
     """Gatys reference (fp32, full size, L-BFGS, N its) vs restyle defaults, same loss."""
-    from ..methods.gatys import GatysParams, GatysProblem
 
     content = imaging.to_tensor(_load(job["content"]))
     h, w = content.shape[-2:]
@@ -236,8 +238,6 @@ def network_style(model: str, painting: str) -> dict | None:
     """The model and style the network rows use: the model's style trained on ``painting``
     when it has one (the same-painting comparison), else its first; None without a model
     (the worker then says why the network cannot run)."""
-    from ..methods.network import default_model, style_for_painting
-    from ..nets.stylenet import get_stylenet
     try:
         model = model or default_model()
         try:
@@ -259,7 +259,6 @@ def output_name(method: str, variant: dict, size: int) -> str:
 def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int,
              out_dir: Path | None) -> dict:
     """Time every mode of the rival ``name`` at every size (see :mod:`.peers`)."""
-    from .peers import MODES, installed
     if not installed(name):
         note = f"{name} is not installed (pip install {name}); its column is skipped"
         print(f"note: {note}", file=sys.stderr)
@@ -286,7 +285,6 @@ def run_peer(name: str, content: str, style: str, sizes: list[int], repeats: int
 def add_ratios(result: dict) -> None:
     """Each restyle one-pass row's time over the peer's mode that does the same job (its
     built-in network for restyle's networks, its style-image mode for the others)."""
-    from .peers import MODES
     peer = result["peer"]
     for r in result["one_pass"]:
         mode = next((m for m, methods in MODES.items() if r["method"] in methods), None)
@@ -303,7 +301,6 @@ QUALITY = ("content_distance", "gram_distance", "gaussian_wasserstein")
 
 def score_outputs(result: dict, content: str, style: str, size: int) -> None:
     """Score every written output against the content and the style painting."""
-    from .metrics import score
     content_img, style_img = _load(content), _load(style)
     for r in result["one_pass"] + result.get("peer", {}).get("rows", []):
         if "output" in r:
@@ -314,7 +311,7 @@ def score_outputs(result: dict, content: str, style: str, size: int) -> None:
 def iterative(method) -> bool:
     """Methods timed per optimizer iteration (they have size, iterations and min_size)."""
     fields = set(getattr(method.Params, "__dataclass_fields__", {}))
-    return method.family == "image-optimization" and {"size", "iterations", "min_size"} <= fields
+    return method.iterates() and {"size", "iterations", "min_size"} <= fields
 
 
 def variants(method) -> list[dict]:
@@ -347,42 +344,6 @@ def _spawn(kind: str, job: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
-
-def machine_info() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            **cpu_isa(), "bf16_cpu": cpu_supports_bf16(), "torch": torch.__version__,
-            "python": platform.python_version(), "restyle": __version__,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-
-
-def cpu_isa() -> dict:
-    """The CPU's vector instruction set from its flags (AMX, AVX-512, AVX2), the level
-    PyTorch's kernels run at (``ATEN_CPU_CAPABILITY=avx2`` holds them to AVX2, emulating a
-    laptop) and, as ``isa``, the one that applies: the lower of the two."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
-    except OSError:
-        flags = []
-    cpu = ("AMX" if "amx_tile" in flags else "AVX-512" if "avx512f" in flags
-           else "AVX2" if "avx2" in flags else "below AVX2" if flags else "unknown")
-    if cpu == "AVX-512" and "avx512_bf16" in flags:
-        cpu = "AVX-512 (with AVX512_BF16)"
-    capability = torch.backends.cpu.get_cpu_capability()
-    isa = cpu
-    if capability in ("AVX2", "DEFAULT", "NO AVX") and cpu.startswith(("AMX", "AVX-512")):
-        isa = f"{'AVX2' if capability == 'AVX2' else 'no AVX'} (torch held there; CPU: {cpu})"
-    return {"isa": isa, "cpu_flags_isa": cpu, "torch_capability": capability}
-
 
 def time_to_loss(ref: dict, every: int = 50) -> list[tuple[int, float, float, float | None]]:
     """(reference iteration, its loss, reference time, restyle's first time at that loss)."""
@@ -754,7 +715,7 @@ def main(argv=None) -> int:
             for variant in variants(m):
                 job = {"method": m.name, "content": content, "style": style, "size": size,
                        "repeats": ns.repeats, "params": {**variant, **overrides.get(m.name, {})}}
-                if m.style_kind == "name" and network:
+                if m.takes.styles == "names" and network:
                     job["params"]["model"] = network["model"]
                     job["style_name"] = network["style"]
                 if out_dir is not None:

@@ -22,7 +22,10 @@ from pathlib import Path
 from PIL import Image
 
 from .. import imaging
+from ..batch import _ray_init, run_batch
 from ..errors import RestyleError
+from ..methods.network import default_model as installed_default
+from ..nets.stylenet import get_stylenet
 from .bench import SHARED, _spawn, default_inputs, machine_info, report_head, write_reports
 
 def make_photos(folder: Path, count: int, long_side: int) -> list[Path]:
@@ -55,7 +58,6 @@ def make_photos(folder: Path, count: int, long_side: int) -> list[Path]:
 
 def worker_batch(job: dict) -> dict:
     """One measured run of :func:`restyle.batch.run_batch` (in its own process)."""
-    from ..batch import _ray_init, run_batch
     out = Path(tempfile.mkdtemp(prefix="restyle-bench-batch-"))
     stamps: list[float] = []
     res = {k: job[k] for k in ("method", "engine", "workers", "size")}
@@ -167,8 +169,6 @@ def main(argv=None) -> int:
             if method == "network":
                 if model:
                     params["model"] = model
-                from ..nets.stylenet import get_stylenet
-                from ..methods.network import default_model as installed_default
                 style = get_stylenet(model or installed_default()).styles[0]
             elif method in ("adain",) and decoder:
                 params["decoder"] = decoder

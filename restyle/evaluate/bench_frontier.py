@@ -97,7 +97,7 @@ def worker_frontier(job: dict) -> dict:
     def measure(method: str, label: str, curve: bool = False, **params) -> dict:
         m = get_method(method)
         run_inputs = inputs
-        if m.style_kind == "name":
+        if m.takes.styles == "names":
             run_inputs = Inputs(content, [], [1.0], [stem])
         p = make(m.Params, size=size, **params)
         snaps, keep = snapshots()

@@ -27,6 +27,7 @@ from .. import fsio, imaging
 from ..api import transfer
 from ..errors import RestyleError
 from ..methods import all_methods, get_method, parse_settings
+from ..methods.network import default_model, style_for_painting
 from ..params import ArgumentParser, make
 from .bench import SHARED, machine_info
 from .metrics import DIRECTIONS, evaluate
@@ -52,8 +53,7 @@ def _method_kwargs(name: str, style: str, size: int, overrides: dict) -> tuple[o
     """The style argument and keyword arguments for one cell."""
     method = get_method(name)
     kwargs = {"size": size, **overrides.get(name, {})}
-    if method.style_kind == "name":  # a trained network: its style named like the painting
-        from ..methods.network import default_model, style_for_painting
+    if method.takes.styles == "names":  # a trained network: its style named like the painting
         model = kwargs.get("model") or default_model()
         return style_for_painting(model, style), {**kwargs, "model": model}
     return style, kwargs

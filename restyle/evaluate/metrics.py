@@ -33,8 +33,11 @@ import torch
 from .. import fsio, imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
+from ..frames import consistency, flows, iter_frames, probe, warp
 from ..losses import gram_matrix, relative_mse
 from ..params import ArgumentParser
+from .hed import get_hed
+from ..stroke import check_controls, parse_angle, stroke_field, stroke_orientation
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYERS = ("relu4_2",)
@@ -103,8 +106,6 @@ def edge_similarity(output: torch.Tensor, content: torch.Tensor) -> float:
     edges. Threshold-free. Higher is better; 1 for identical images, 0 for
     disjoint edge maps.
     """
-    from .hed import get_hed
-
     output, content = _aligned(output, content)
     hed = get_hed()
     a, b = hed(output).double(), hed(content).double()
@@ -225,7 +226,6 @@ def stroke_alignment(output: torch.Tensor, angle: float | torch.Tensor,
     for nothing. Chance (directions spread evenly) is ``2 * tolerance / 180``: 0.25
     for 22.5 degrees. Higher is better when strokes are asked to follow ``angle``.
     """
-    from ..stroke import stroke_orientation
     got, energy = stroke_orientation(_check(output, "output image"))
     target = (_field_at(angle, got.shape[-2:]) if isinstance(angle, torch.Tensor)
               else torch.tensor(float(angle)))
@@ -361,7 +361,6 @@ def main(argv: Sequence[str]) -> int:
                         help="also report 'wave%%': the dominant stroke wavelength from the "
                              "power spectrum, in percent of the long side (at --size)")
     ns = parser.parse_args(argv)
-    from ..stroke import check_controls, parse_angle, stroke_field
     check_controls(ns.stroke_angle, ns.stroke_field)
     if not len(ns.output) == len(ns.content) == len(ns.style):
         raise RestyleError(f"got {len(ns.output)} --output, {len(ns.content)} --content and "
@@ -430,8 +429,6 @@ def temporal_warping_error(outputs, inputs, width: int = WARP_WIDTH, preset: str
     Returns ``{"mean": ..., "pairs": [...], "trusted": mean share of trusted pixels}``.
     Lower is better; 0 for a video that moves exactly with the flow.
     """
-    from ..video import consistency, flows, warp
-
     def tensor(frame, size=None) -> torch.Tensor:
         img = imaging.load_image(frame, "frame")
         if size is None:
@@ -464,8 +461,6 @@ def video_main(argv: Sequence[str]) -> int:
     """``restyle evaluate --video OUT --input IN``: temporal warping error (and, with
     ``--style``, the mean style distance of the frames) of stylised videos."""
     import json
-
-    from ..video import iter_frames, probe
 
     parser = ArgumentParser(
         prog="restyle evaluate --video",

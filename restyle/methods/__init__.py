@@ -1,10 +1,14 @@
 """The method registry: one small module per method of the survey.
 
 A method is a :class:`Method` subclass with a ``name``, a ``family``
-("image-optimization" or "model-optimization"), a ``task`` ("transfer" or
-"texture"), a typed ``Params`` dataclass and ``run()``. Registering it with
-:func:`register` makes it appear in the CLI, the Python API and the benchmarks
-at once.
+("image-optimization" or "model-optimization"), a ``task`` ("transfer",
+"texture", "dream"; the ``restyle`` command and the API function it runs under),
+what it :class:`Takes` (a content image: required, optional or none; styles as
+images, as names in a trained model, or none), a typed ``Params`` dataclass whose
+fields declare their kind (mask, map, path, size, ...: :func:`restyle.params.param`)
+and ``run()``. Registering it with :func:`register` makes it appear in the CLI, the
+Python API, the studio, batch, video and the benchmarks at once: they read these
+declarations through :mod:`restyle.run` and never branch on a method's name.
 """
 
 from __future__ import annotations
@@ -27,19 +31,47 @@ class Inputs:
     content: Image.Image | None
     styles: list[Image.Image]
     style_weights: list[float]
-    #: for methods whose styles are names inside a trained model (``style_kind = "name"``);
+    #: for methods whose styles are names inside a trained model (``takes.styles == "names"``);
     #: for the others the styles' file names where they came from files ("" otherwise)
     style_names: list[str] = field(default_factory=list)
+
+
+CONTENT = ("required", "optional", "none")
+STYLES = ("images", "names", "none")
+
+
+@dataclass(frozen=True)
+class Takes:
+    """What a method takes besides its parameters (front ends ask for exactly this)."""
+
+    #: a content image: "required", "optional" (e.g. a doodle painted from its map) or "none"
+    content: str = "required"
+    #: "images" (style images, or exemplars), "names" (styles inside a trained model) or "none"
+    styles: str = "images"
+    #: what the content and the style images are called in messages and forms
+    content_word: str = "content"
+    style_word: str = "style"
+
+    def __post_init__(self):
+        if self.content not in CONTENT or self.styles not in STYLES:
+            raise ValueError(f"Takes(content={self.content!r}, styles={self.styles!r}): content "
+                             f"is one of {CONTENT}, styles one of {STYLES}")
 
 
 class Method(ABC):
     name: ClassVar[str]
     family: ClassVar[str]
     task: ClassVar[str] = "transfer"
-    #: "image": styles are images; "name": styles are names inside a trained model
-    style_kind: ClassVar[str] = "image"
+    #: the inputs it takes (default: a content photo and style images)
+    takes: ClassVar[Takes] = Takes()
     summary: ClassVar[str]
     Params: ClassVar[type]
+
+    @classmethod
+    def iterates(cls) -> bool:
+        """Whether it reports a :class:`~restyle.optimize.Progress` after every iteration
+        (and keeps its current image when stopped): the image-optimization family."""
+        return cls.family == "image-optimization"
 
     @abstractmethod
     def run(self, inputs: Inputs, params, callbacks: Sequence[Callable[[Progress], None]] = ()

@@ -43,7 +43,8 @@ LEVEL = "relu4_1"
 @dataclass
 class AdaINParams(OnePassParams):
     decoder: str = param("", "relu4_1 decoder file (default: models/decoder_relu4_1.safetensors "
-                         "of restyle, or in $RESTYLE_MODELS)", metavar="PATH")
+                         "of restyle, or in $RESTYLE_MODELS)", metavar="PATH",
+                         kind="path")
 
 
 @register
@@ -86,7 +87,8 @@ class AdaIN(Method):
 @dataclass
 class AdaINLiteParams(OnePassParams):
     model: str = param("", "distilled AdaIN model file (default: models/adain_lite.safetensors "
-                       "of restyle, or in $RESTYLE_MODELS)", metavar="PATH")
+                       "of restyle, or in $RESTYLE_MODELS)", metavar="PATH",
+                         kind="path")
 
 
 @register

@@ -48,7 +48,8 @@ from .. import imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..optimize import Progress, Stop, resolve_precision
-from ..params import param, parse_floats
+from ..params import (param, parse_floats, precision_param, seed_param, size_param,
+                      weights_param)
 from ..patches import (exact_nnf, normalize_features, patch_descriptors, patchmatch,
                        upsample_nnf, vote)
 from . import Inputs, Method, register
@@ -64,8 +65,9 @@ EXACT_BUDGET = 16_000_000
 
 @dataclass
 class AnalogyParams:
-    size: int = param(384, "long side of both images while matching (a multiple of 16 is "
-                      "used); the outputs keep the inputs' aspect ratios", min=48, max=2048)
+    size: int = size_param(384, min=48, max=2048,
+                           help="long side of both images while matching (a multiple of 16 "
+                                "is used); the outputs keep the inputs' aspect ratios")
     alphas: str = param("0.8,0.7,0.6,0.1", "how much of A's own features A' keeps at relu4_1, "
                         "relu3_1, relu2_1, relu1_1 (higher: more of A's structure, less of "
                         "B''s shapes)", metavar="A4,A3,A2,A1")
@@ -74,11 +76,9 @@ class AnalogyParams:
                                    "(deconvolution)", min=0, max=5000)
     descriptor_dims: int = param(64, "PCA dimensions of the patch descriptors on the large "
                                  "layers (0 = exact patches everywhere: slow)", min=0, max=4096)
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
-    weights: str = param("hed", "feature network: 'hed' (embedded VGG16) or a torchvision "
-                         "VGG16/VGG19 .pth path or URL", metavar="hed|PATH|URL")
-    seed: int = param(0, "random seed of PatchMatch", min=0)
+    precision: str = precision_param()
+    weights: str = weights_param()
+    seed: int = seed_param("random seed of PatchMatch")
 
 
 def work_size(width: int, height: int, long_side: int) -> tuple[int, int]:

@@ -52,7 +52,7 @@ class AnytimeParams(GatysParams):
     init: str = param("auto", "start image: auto (budgets under 5 s: the trained network when "
                       "the style painting is one of its styles; else adain-lite), adain-lite, "
                       "adain, network, content, noise, or the path of an image",
-                      metavar="auto|adain-lite|adain|network|content|noise|PATH")
+                      metavar="auto|adain-lite|adain|network|content|noise|PATH", kind="image")
     iterations: int = param(1000, "at most this many optimizer iterations (the budget or a "
                             "plateau usually ends the run first)", min=0, max=100000)
     min_size: int = param(0, "0: refine at the final size only; else a pyramid from this long "
@@ -65,7 +65,8 @@ class AnytimeParams(GatysParams):
                            f"over the last 20 iterations (0: use the whole budget)",
                            min=0.0, max=1.0)
     model: str = param("", "style network for init network/auto: a name from `restyle models` "
-                       "or a .safetensors path (default: painters)", metavar="NAME|PATH")
+                       "or a .safetensors path (default: painters)", metavar="NAME|PATH",
+                       kind="path")
 
 
 def start_strength(strength: float) -> float:

@@ -32,8 +32,8 @@ from .. import imaging
 from ..backbone import CHANNELS, get_vgg
 from ..errors import RestyleError
 from ..optimize import Progress, Stop, resolve_precision
-from ..params import param
-from . import Inputs, Method, register
+from ..params import param, precision_param, seed_param, size_param, weights_param
+from . import Inputs, Method, Takes, register
 
 #: smallest side an octave may have (smaller copies are skipped)
 MIN_OCTAVE_SIDE = 32
@@ -41,7 +41,7 @@ MIN_OCTAVE_SIDE = 32
 
 @dataclass
 class DreamParams:
-    size: int = param(512, "long side of the output in pixels", min=32, max=imaging.MAX_SIDE)
+    size: int = size_param(512, min=32)
     layers: str = param("relu4_3", "layers to amplify, optionally with channels: relu4_3, "
                         "relu3_3,relu4_3 or relu4_3:12,87 (channels 12 and 87 of relu4_3)",
                         metavar="LAYER[:CH,...],...")
@@ -55,11 +55,9 @@ class DreamParams:
     jitter: int = param(32, "largest random shift in pixels before each step (0 = none)",
                         min=0, max=4096)
     pooling: str = param("max", "VGG pooling", choices=("max", "avg"))
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
-    weights: str = param("hed", "feature network: 'hed' (embedded VGG16) or a torchvision "
-                         "VGG16/VGG19 .pth path or URL", metavar="hed|PATH|URL")
-    seed: int = param(0, "random seed of the jitter", min=0)
+    precision: str = precision_param()
+    weights: str = weights_param()
+    seed: int = seed_param("random seed of the jitter")
 
 
 def channel_count(layer: str) -> int:
@@ -210,6 +208,7 @@ class DeepDream(Method):
     name = "deepdream"
     family = "image-optimization"
     task = "dream"
+    takes = Takes(styles="none", content_word="image")
     summary = ("Mordvintsev et al. 2015: gradient ascent on VGG layers or channels with "
                "octaves and jitter")
     Params = DreamParams

@@ -27,19 +27,21 @@ from typing import Callable, Sequence
 import torch
 
 from .. import imaging, stroke
+from ..autotune import TUNED, report, tune
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
 from ..masks import Region, composite, coverage, mask_at, plan_regions
 from ..optimize import Objective, Progress, PyramidProblem, pyramid_sizes
-from ..params import param, parse_layer_weights
+from ..params import (param, parse_layer_weights, precision_param, seed_param, size_param,
+                      weights_param)
 from ..style_losses import STYLE_LOSS_NAMES, get_style_loss, style_targets, style_term
 from . import Inputs, Method, register
 
 
 @dataclass
 class GatysParams:
-    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+    size: int = size_param(512)
     iterations: int = param(150, "optimizer iterations at the final size "
                             "(each coarser pyramid level gets twice as many)", min=0, max=100000)
     strength: float = param(0.5, "style strength from 0 (the photo) to 1 (style only); "
@@ -59,7 +61,7 @@ class GatysParams:
                                 "only luminance, 'histogram' recolours the style first",
                                 choices=("none", "luminance", "histogram"))
     init: str = param("content", "start image: content, noise, or the path of an image",
-                      metavar="content|noise|PATH")
+                      metavar="content|noise|PATH", kind="image")
     optimizer: str = param("lbfgs", "optimizer", choices=("lbfgs", "adam"))
     line_search: str = param("none", "L-BFGS line search ('none' as in the original: one "
                              "evaluation per step)", choices=("none", "strong_wolfe"))
@@ -67,22 +69,21 @@ class GatysParams:
                       "0.02 for Adam)", min=0.0)
     min_size: int = param(256, "coarsest pyramid level's long side at least this (0 = no pyramid, "
                           "optimise at full size only)", min=0, max=imaging.MAX_SIDE)
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param()
     pooling: str = param("max", "VGG pooling", choices=("max", "avg"))
-    weights: str = param("hed", "feature network: 'hed' (embedded VGG16) or a torchvision "
-                         "VGG16/VGG19 .pth path or URL", metavar="hed|PATH|URL")
+    weights: str = weights_param()
     style_loss: str = param("gram", "style statistic to match: gram (Gatys), meanstd (channel "
                             "mean and std), mmd-linear / mmd-poly / mmd-gauss (MMD kernels), w2 "
                             "(mean and covariance, Wasserstein-2), sliced (sliced Wasserstein)",
                             choices=STYLE_LOSS_NAMES)
     masks: str = param("", "one mask image per style, comma-separated, same order: white = "
                        "that style's region; pixels no mask covers keep the photo",
-                       metavar="M1,M2")
+                       metavar="M1,M2", kind="mask", per_style=True)
     style_masks: str = param("", "optional mask per style image: only its white part is the "
-                             "style (e.g. the sky of a painting)", metavar="M1,M2")
+                             "style (e.g. the sky of a painting)", metavar="M1,M2", kind="mask",
+                             on="style", per_style=True)
     object_mask: str = param("", "stylise only the white part of this mask image; the rest "
-                             "keeps the photo", metavar="PATH")
+                             "keeps the photo", metavar="PATH", kind="mask")
     box: str = param("", "stylise only the object inside this box (photo pixels), cut out with "
                      "GrabCut; needs restyle[masks]", metavar="x0,y0,x1,y1")
     invert_mask: bool = param(False, "with --object-mask or --box: stylise everything but "
@@ -93,8 +94,7 @@ class GatysParams:
     stroke_field: str = stroke.field_param()
     stroke_bins: int = stroke.bins_param()
     stroke_stretch: float = stroke.stretch_param()
-    seed: int = param(0, "random seed (noise init, random projections, reproducible output)",
-                      min=0)
+    seed: int = seed_param("random seed (noise init, random projections, reproducible output)")
     auto: bool = param(False, "choose strength, style scale, style layer weights and TV weight "
                        "for this pair by short low-resolution trial runs (at most the final "
                        "run's compute; values you change from their defaults are kept)")
@@ -281,7 +281,6 @@ def auto_tuned(params: GatysParams, content: torch.Tensor, styles: list[torch.Te
     given; the callbacks hear what was chosen."""
     if not params.auto:
         return params
-    from ..autotune import TUNED, report, tune
     trial = {f.name: getattr(params, f.name) for f in dataclasses.fields(GatysParams)}
     if type(params) is not GatysParams:  # a method built on Gatys (anytime): its own start
         trial["init"] = "content"        # (a one-pass result) is not a Gatys init

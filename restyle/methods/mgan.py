@@ -16,8 +16,9 @@ import torch
 
 from .. import imaging
 from ..errors import RestyleError
+from ..nets.mgan import mgan_for
 from ..optimize import resolve_precision
-from ..params import param
+from ..params import param, precision_param, size_param
 from . import Inputs, Method, register
 
 
@@ -25,12 +26,11 @@ from . import Inputs, Method, register
 class MGANParams:
     model: str = param("", "MGAN model: a .safetensors file or the name of an installed one "
                        "(default: the installed model trained on the style image)",
-                       metavar="NAME|PATH")
-    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+                       metavar="NAME|PATH", kind="path")
+    size: int = size_param(512)
     strength: float = param(1.0, "style strength: the output mixed with the photo "
                             "(0 = the photo, 1 = the network's output)", min=0.0, max=1.0)
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param()
 
 
 @register
@@ -42,7 +42,6 @@ class MGANMethod(Method):
     Params = MGANParams
 
     def run(self, inputs: Inputs, params: MGANParams, callbacks=()) -> torch.Tensor:
-        from ..nets.mgan import mgan_for
         if inputs.content is None:
             raise RestyleError("the mgan method needs a content image")
         if len(inputs.styles) != 1:

@@ -48,10 +48,11 @@ from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, mrf_loss, total_variation
 from ..optimize import Objective, PyramidProblem, pyramid_sizes
-from ..params import param, parse_layer_weights
+from ..params import (param, parse_layer_weights, precision_param, seed_param, size_param,
+                      weights_param)
 from ..patches import extract_patches, ncc_match, normalize_patches
 from ..semantic import MapPair, pair_maps
-from . import Inputs, Method, register
+from . import Inputs, Method, Takes, register
 
 ROTATION_STEP = math.pi / 24  # 7.5 degrees, as in Li & Wand's code
 SCALE_STEP = 1.05
@@ -59,7 +60,7 @@ SCALE_STEP = 1.05
 
 @dataclass
 class MRFParams:
-    size: int = param(384, "long side of the output in pixels", min=32, max=4096)
+    size: int = size_param(384, min=32, max=4096)
     iterations: int = param(100, "L-BFGS iterations at each pyramid level", min=0, max=100000)
     min_size: int = param(192, "coarsest pyramid level's long side at least this (each level "
                           "doubles; 0 = no pyramid). Much smaller levels lose the photo's "
@@ -92,19 +93,18 @@ class MRFParams:
     style_scale: float = param(1.0, "size of the style (and its patches) relative to the "
                                "output (0.5 finer, 2 bolder)", min=0.1, max=4.0)
     style_map: str = param("", "semantic map of the style image (colour-coded regions); "
-                           "with --target-map", metavar="PATH")
+                           "with --target-map", metavar="PATH", kind="map", on="style")
     target_map: str = param("", "semantic map of the output, painted with the style map's "
-                            "colours; alone (no photo) it is a doodle to paint", metavar="PATH")
+                            "colours; alone (no photo) it is a doodle to paint", metavar="PATH",
+                            kind="map")
     map_weight: float = param(1.0, "how strongly the maps steer the matching (0 = ignore "
                               "them; 1 keeps regions apart)", min=0.0, max=100.0)
     init: str = param("content", "start image: content, noise, or the path of an image "
-                      "(without a photo: noise)", metavar="content|noise|PATH")
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+                      "(without a photo: noise)", metavar="content|noise|PATH", kind="image")
+    precision: str = precision_param()
     pooling: str = param("max", "VGG pooling", choices=("max", "avg"))
-    weights: str = param("hed", "feature network: 'hed' (embedded VGG16) or a torchvision "
-                         "VGG16/VGG19 .pth path or URL", metavar="hed|PATH|URL")
-    seed: int = param(0, "random seed (noise init)", min=0)
+    weights: str = weights_param()
+    seed: int = seed_param("random seed (noise init)")
 
 
 # ----------------------------------------------------------------------------- style copies
@@ -334,6 +334,8 @@ class MRF(Method):
     name = "mrf"
     family = "image-optimization"
     task = "transfer"
+    #: without a content photo, the target map alone is painted (a neural doodle)
+    takes = Takes(content="optional")
     summary = ("Li & Wand 2016 (CNNMRF): match each feature patch to its nearest style patch; "
                "with --style-map/--target-map semantic transfer (Champandard 2016)")
     Params = MRFParams

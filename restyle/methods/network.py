@@ -22,10 +22,11 @@ import torch
 
 from .. import imaging, stroke
 from ..errors import RestyleError
+from ..nets.onnx_export import onnx_session
 from ..nets.stylenet import get_stylenet, installed_models
 from ..optimize import resolve_precision
-from ..params import param
-from . import Inputs, Method, register
+from ..params import param, precision_param, size_param
+from . import Inputs, Method, Takes, register
 
 #: The model ``--model`` defaults to when it is installed.
 DEFAULT_MODEL = "painters"
@@ -34,16 +35,15 @@ DEFAULT_MODEL = "painters"
 @dataclass
 class NetworkParams:
     model: str = param("", "style network: a name from `restyle models` or a .safetensors "
-                       f"path (default: {DEFAULT_MODEL})", metavar="NAME|PATH")
-    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+                       f"path (default: {DEFAULT_MODEL})", metavar="NAME|PATH", kind="path")
+    size: int = size_param(512)
     strength: float = param(1.0, "style strength: the stylised image mixed with the photo "
                             "(0 = the photo, 1 = the network's output)", min=0.0, max=1.0)
     preserve_color: str = param("none", "keep the photo's colours: 'luminance' takes the "
                                 "stylised luminance with the photo's chroma, 'histogram' "
                                 "recolours the output to the photo's palette",
                                 choices=("none", "luminance", "histogram"))
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param()
     stroke_size: float = stroke.size_param("the network")
     runtime: str = param("torch", "run with PyTorch or with onnxruntime (ONNX export)",
                          choices=("torch", "onnx"))
@@ -74,7 +74,7 @@ class Network(Method):
     name = "network"
     family = "model-optimization"
     task = "transfer"
-    style_kind = "name"
+    takes = Takes(styles="names")
     summary = "trained style network (Johnson/Ulyanov; Dumoulin multi-style with blending)"
     Params = NetworkParams
 
@@ -94,7 +94,6 @@ class Network(Method):
         work = photo if side == max(out_size) else imaging.to_tensor(
             imaging.resize(inputs.content, imaging.fit_size(*out_size, side)))
         if params.runtime == "onnx":
-            from ..nets.onnx_export import onnx_session
             out = onnx_session(net).run(work, net.mix_vector(weights))
         else:
             out = net.stylize(work, weights, resolve_precision(params.precision))

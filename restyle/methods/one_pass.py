@@ -43,8 +43,9 @@ import torch.nn.functional as F
 
 from .. import imaging, stroke
 from ..errors import RestyleError
+from ..masks import load_mask
 from ..nets.decoder import Decoder
-from ..params import param
+from ..params import param, precision_param, size_param
 from ..tiling import Grid, Moments
 from ..transforms import blend
 from . import Inputs
@@ -61,7 +62,7 @@ STYLE_SIZE_CAP = 1024
 class OnePassParams:
     """Parameters every one-pass method has."""
 
-    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+    size: int = size_param(512)
     strength: float = param(1.0, "style strength (the papers' alpha): 0 decodes the photo's "
                             "own features, 1 the fully transformed ones", min=0.0, max=1.0,
                             aliases=("alpha",))
@@ -76,11 +77,10 @@ class OnePassParams:
                          "covariance to the style's (mixed with the photo's by strength), "
                          "correcting the decoder's colour cast; 'decoder' keeps the decoded "
                          "colours", choices=("style", "decoder"))
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param()
     masks: str = param("", "one mask image per style (comma-separated): white paints that "
                        "style, grey blends, where no mask is white the photo is kept",
-                       metavar="M1,M2")
+                       metavar="M1,M2", kind="mask", per_style=True)
     stroke_size: float = stroke.size_param("the method")
     stroke_angle: str = stroke.angle_param()
     stroke_field: str = stroke.field_param()
@@ -169,7 +169,7 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
                                                                                  style_side))))
             weights.append(w / total)
             if mask_files:
-                masks.append(load_mask(mask_files[k], (h, w_)))
+                masks.append(load_mask(mask_files[k], "mask", (h, w_), empty_ok=True))
     plan = stroke.orient(p.stroke_angle, p.stroke_field, p.stroke_bins, photo, styles)
     if plan is not None:
         # each style turned to each direction; a field's directions are soft regions
@@ -196,15 +196,6 @@ def prepare(inputs: Inputs, p: OnePassParams, method: str) -> Prepared:
         scale = torch.where(cover > 1, 1 / cover.clamp_min(1e-8), torch.ones_like(cover))
         masks = [m * scale for m in masks]  # overlapping masks share, never exceed 1
     return Prepared(content, photo, styles, weights, p.preserve_color, masks or None, full)
-
-
-def load_mask(path: str, size: tuple[int, int]) -> torch.Tensor:
-    """A mask image as (1, 1, H, W) in [0, 1] (its luminance), resized to ``size``."""
-    img = imaging.load_image(path, "mask")
-    t = imaging.luminance(imaging.to_tensor(img)).clamp(0, 1)
-    if tuple(t.shape[-2:]) != tuple(size):
-        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-    return t
 
 
 def auto_tile(p: OnePassParams, size: tuple[int, int]) -> int:

@@ -36,8 +36,8 @@ import torch
 from .. import imaging
 from ..errors import RestyleError
 from ..optimize import Progress, Stop
-from ..params import param
-from . import Inputs, Method, register
+from ..params import param, precision_param, seed_param
+from . import Inputs, Method, Takes, register
 from .texture import parse_size
 
 PLENOPTIC_VERSION = "2.1.1"
@@ -52,7 +52,7 @@ MIN_COLOR_VARIANCE = 1e-3
 class PortillaParams:
     size: str = param("256x256", "output size as WIDTHxHEIGHT (or one number for a square); "
                       "each side is rounded to a multiple of 2**n_scales while synthesising",
-                      metavar="WxH", check=lambda v: parse_size(v))
+                      metavar="WxH", check=lambda v: parse_size(v), kind="canvas")
     iterations: int = param(400, "L-BFGS loss evaluations (the loss falls roughly as 1/N)",
                             min=0, max=100000)
     n_scales: int = param(4, "steerable-pyramid scales: the largest structure captured is "
@@ -67,9 +67,9 @@ class PortillaParams:
                                    "the starting noise's fine grain)", min=0.0)
     range_penalty: float = param(0.1, "weight of the penalty on pixels outside [0, 1]",
                                  min=0.0)
-    precision: str = param("auto", "arithmetic: auto (= fp32) or fp64 (slower, a little "
-                           "more accurate)", choices=("auto", "fp32", "fp64"))
-    seed: int = param(0, "random seed of the starting noise", min=0)
+    precision: str = precision_param("arithmetic: auto (= fp32) or fp64 (slower, a little "
+                                     "more accurate)", choices=("auto", "fp32", "fp64"))
+    seed: int = seed_param("random seed of the starting noise")
 
 
 def plenoptic():
@@ -334,6 +334,7 @@ class PortillaSimoncelli(Method):
     name = "portilla-simoncelli"
     family = "image-optimization"
     task = "texture"
+    takes = Takes(content="none", style_word="exemplar")
     summary = ("Portilla & Simoncelli 2000: match steerable-pyramid statistics from noise "
                "(pre-neural baseline; tiles seamlessly; needs restyle[ps])")
     Params = PortillaParams

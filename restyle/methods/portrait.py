@@ -40,7 +40,8 @@ from ..errors import RestyleError
 from ..losses import content_loss, total_variation
 from ..masks import mask_at
 from ..optimize import Objective, PyramidProblem, pyramid_sizes
-from ..params import param, parse_layer_weights
+from ..params import (param, parse_layer_weights, precision_param, seed_param, size_param,
+                      weights_param)
 from ..style_losses import get_style_loss, style_targets, style_term
 from . import Inputs, Method, register
 from .gatys import initial_image, level_iterations
@@ -50,7 +51,7 @@ log = logging.getLogger("restyle")
 
 @dataclass
 class PortraitParams:
-    size: int = param(512, "long side of the output in pixels", min=16, max=imaging.MAX_SIDE)
+    size: int = size_param(512)
     iterations: int = param(150, "optimizer iterations at the final size "
                             "(each coarser pyramid level gets twice as many)", min=0, max=100000)
     strength: float = param(0.5, "style strength from 0 (the photo) to 1 (style only), "
@@ -79,18 +80,17 @@ class PortraitParams:
     color_window: float = param(0.5, "size of the local colour windows, in inter-ocular "
                                 "distances of the photo's face", min=0.05, max=10.0)
     init: str = param("content", "start image: content (the photo after the colour step), "
-                      "noise, or the path of an image", metavar="content|noise|PATH")
+                      "noise, or the path of an image", metavar="content|noise|PATH",
+                      kind="image")
     optimizer: str = param("lbfgs", "optimizer", choices=("lbfgs", "adam"))
     line_search: str = param("none", "L-BFGS line search", choices=("none", "strong_wolfe"))
     lr: float = param(0.0, "learning rate (0 = the optimizer's default)", min=0.0)
     min_size: int = param(256, "coarsest pyramid level's long side at least this (0 = no "
                           "pyramid)", min=0, max=imaging.MAX_SIDE)
-    precision: str = param("auto", "bf16 autocast where the CPU supports it, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param()
     pooling: str = param("max", "VGG pooling", choices=("max", "avg"))
-    weights: str = param("hed", "feature network: 'hed' (embedded VGG16) or a torchvision "
-                         "VGG16/VGG19 .pth path or URL", metavar="hed|PATH|URL")
-    seed: int = param(0, "random seed (noise init)", min=0)
+    weights: str = weights_param()
+    seed: int = seed_param("random seed (noise init)")
 
 
 def gain_map(photo: torch.Tensor, example: torch.Tensor, gain_min: float = 0.7,

@@ -44,7 +44,8 @@ class StyleSwapParams(OnePassParams):
                         choices=("decoder", "optimize"))
     iterations: int = param(100, "L-BFGS iterations of --invert optimize", min=1, max=100000)
     decoder: str = param("", "relu3_1 decoder file (default: models/decoder_relu3_1.safetensors "
-                         "of restyle, or in $RESTYLE_MODELS)", metavar="PATH")
+                         "of restyle, or in $RESTYLE_MODELS)", metavar="PATH",
+                         kind="path")
 
 
 def invert_by_optimization(vgg, target: torch.Tensor, init: torch.Tensor, iterations: int,

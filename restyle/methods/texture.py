@@ -17,16 +17,17 @@ from .. import imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..optimize import Engine, pyramid_sizes, run_pyramid
-from ..params import param, parse_layer_weights
+from ..params import (param, parse_layer_weights, precision_param, seed_param,
+                      weights_param)
 from ..style_losses import STYLE_LOSS_NAMES, get_style_loss, style_targets, style_term
-from . import Inputs, Method, register
+from . import Inputs, Method, Takes, register
 from .gatys import level_iterations
 
 
 @dataclass
 class TextureParams:
     size: str = param("512x512", "output size as WIDTHxHEIGHT (or one number for a square)",
-                      metavar="WxH", check=lambda v: parse_size(v))
+                      metavar="WxH", check=lambda v: parse_size(v), kind="canvas")
     iterations: int = param(150, "optimizer iterations at the final size (each coarser "
                             "pyramid level gets twice as many)", min=0, max=100000)
     style_layers: str = param("relu1_1,pool1,pool2,pool3,pool4",
@@ -40,16 +41,14 @@ class TextureParams:
     lr: float = param(0.0, "learning rate (0 = the optimizer's default)", min=0.0)
     min_size: int = param(128, "coarsest pyramid level's long side at least this (0 = no pyramid)",
                           min=0, max=imaging.MAX_SIDE)
-    precision: str = param("auto", "bf16 autocast where supported, or force one",
-                           choices=("auto", "bf16", "fp32"))
+    precision: str = precision_param("bf16 autocast where supported, or force one")
     pooling: str = param("avg", "VGG pooling (Gatys 2015 used average pooling)",
                          choices=("max", "avg"))
-    weights: str = param("hed", "feature network: 'hed' or a torchvision VGG .pth path or URL",
-                         metavar="hed|PATH|URL")
+    weights: str = weights_param("feature network: 'hed' or a torchvision VGG .pth path or URL")
     style_loss: str = param("gram", "statistic matched: gram (Gatys 2015), meanstd, mmd-linear, "
                             "mmd-poly, mmd-gauss, w2 (mean and covariance) or sliced (sliced "
                             "Wasserstein, Heitz et al. 2021)", choices=STYLE_LOSS_NAMES)
-    seed: int = param(0, "random seed of the starting noise and random projections", min=0)
+    seed: int = seed_param("random seed of the starting noise and random projections")
 
 
 def parse_size(spec: str) -> tuple[int, int]:
@@ -69,6 +68,7 @@ class Texture(Method):
     name = "texture"
     family = "image-optimization"
     task = "texture"
+    takes = Takes(content="none", style_word="exemplar")
     summary = "Gatys et al. 2015: texture synthesis by matching Gram matrices from noise"
     Params = TextureParams
 

@@ -47,7 +47,8 @@ class WCTParams(OnePassParams):
                         "soft and the photo's structure suffers, so it is not the default)",
                         metavar="4,3,2,1")
     decoder_dir: str = param("", "folder holding decoder_relu{k}_1.safetensors (default: "
-                             "restyle's models/, or $RESTYLE_MODELS)", metavar="DIR")
+                             "restyle's models/, or $RESTYLE_MODELS)", metavar="DIR",
+                             kind="path")
 
 
 def parse_levels(spec: str) -> list[str]:

@@ -30,7 +30,6 @@ names them and :func:`get_decoder` loads one once per process.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import (CHANNELS, VGG_BLOCKS, _atomic_save_safetensors, conv_relu, load_once,
-                        read_safetensors_metadata)
+from ..backbone import (CHANNELS, VGG_BLOCKS, conv_relu, load_once, read_safetensors_metadata,
+                        save_weights)
 from ..errors import RestyleError
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -260,21 +259,14 @@ class Decoder(nn.Module):
         the architecture (level, width_mult, feature_scale); read it back from
         ``decoder.metadata`` after :func:`load_decoder`.
         """
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise RestyleError(f"decoder files end in .safetensors, not {path.name}")
-        if not path.parent.is_dir():
-            raise RestyleError(f"cannot write {path}: folder {path.parent} does not exist")
         tensors = {k: v.detach().to("cpu", torch.float16).contiguous()
                    for k, v in self.state_dict().items() if k != "feature_scale"}
         tensors["feature_scale"] = self.feature_scale.detach().float().cpu().reshape(1)
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-        meta.update(format=FORMAT, format_version=FORMAT_VERSION, level=self.level,
-                    width_mult=repr(self.width_mult), encoder="vgg16",
-                    in_channels=str(self.in_channels),
-                    feature_scale=repr(float(self.feature_scale)))
-        _atomic_save_safetensors(tensors, path, meta)
-        return path
+        return save_weights(tensors, path, "decoder", metadata, format=FORMAT,
+                            format_version=FORMAT_VERSION, level=self.level,
+                            width_mult=repr(self.width_mult), encoder="vgg16",
+                            in_channels=str(self.in_channels),
+                            feature_scale=repr(float(self.feature_scale)))
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

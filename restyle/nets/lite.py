@@ -26,15 +26,14 @@ packaged ``models/adain_lite.safetensors`` once per process.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ..backbone import (CAFFE_BGR_MEAN, VGG, _atomic_save_safetensors, conv_relu, load_once,
-                        max_pool2, read_safetensors_metadata)
+from ..backbone import (CAFFE_BGR_MEAN, VGG, conv_relu, load_once, max_pool2,
+                        read_safetensors_metadata, save_weights)
 from ..errors import RestyleError
 from .decoder import Decoder, default_decoder_path
 
@@ -181,21 +180,14 @@ class LiteAdaIN(nn.Module):
 
     def save(self, path: str | Path, **metadata: Any) -> Path:
         """float16 weights and metadata to ``path`` (.safetensors), atomically."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise RestyleError(f"model files end in .safetensors, not {path.name}")
-        if not path.parent.is_dir():
-            raise RestyleError(f"cannot write {path}: folder {path.parent} does not exist")
         tensors = {}
         for k, v in self.state_dict().items():
             keep32 = k.endswith("feature_scale") or k.endswith("shift")
             tensors[k] = v.detach().cpu().to(torch.float32 if keep32 else torch.float16)\
                 .reshape(v.shape or (1,)).contiguous()
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-        meta.update(format=self.FORMAT, format_version=FORMAT_VERSION, level=LEVEL,
-                    width=repr(self.width), teacher="vgg16")
-        _atomic_save_safetensors(tensors, path, meta)
-        return path
+        return save_weights(tensors, path, "model", metadata, format=self.FORMAT,
+                            format_version=FORMAT_VERSION, level=LEVEL, width=repr(self.width),
+                            teacher="vgg16")
 
 
 def load_lite(path: str | Path, cls: type[LiteAdaIN] = LiteAdaIN) -> LiteAdaIN:

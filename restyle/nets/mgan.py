@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import imaging
-from ..backbone import load_once
+from ..backbone import load_once, read_safetensors_metadata
 from ..errors import RestyleError
 from .lite import LiteAdaIN, load_lite
 from .stylenet import models_dir
@@ -98,7 +98,6 @@ def get_mgan(path: str | Path) -> MGAN:
 
 def installed_mgans(folder: str | Path | None = None) -> dict[str, Path]:
     """MGAN models in the models folder, by file name (without .safetensors)."""
-    from ..backbone import read_safetensors_metadata
     folder = Path(folder) if folder else models_dir()
     found = {}
     for p in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():

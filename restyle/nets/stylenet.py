@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import (_atomic_save_safetensors, cpu_inference, load_once,
-                        read_safetensors_metadata)
+from ..backbone import cpu_inference, load_once, read_safetensors_metadata, save_weights
 from ..errors import RestyleError
-from .decoder import reflect_pad1, upsample2_reflect_pad1
+from .decoder import MODELS_ENV, reflect_pad1, upsample2_reflect_pad1
 
 FORMAT = "restyle.stylenet"
 FORMAT_VERSION = "1"
@@ -217,18 +216,11 @@ class StyleNet(nn.Module):
 
     def save(self, path: str | Path, **metadata: Any) -> Path:
         """Float16 weights plus metadata (styles, shape, and what ``metadata`` adds)."""
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise RestyleError(f"style network files end in .safetensors, not {path.name}")
-        if not path.parent.is_dir():
-            raise RestyleError(f"cannot write {path}: folder {path.parent} does not exist")
         tensors = {k: v.detach().to("cpu", torch.float16).contiguous()
                    for k, v in self.state_dict().items()}
-        meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-        meta.update(format=FORMAT, format_version=FORMAT_VERSION, styles=json.dumps(self.styles),
-                    width=str(self.width), blocks=str(self.blocks))
-        _atomic_save_safetensors(tensors, path, meta)
-        return path
+        return save_weights(tensors, path, "style network", metadata, format=FORMAT,
+                            format_version=FORMAT_VERSION, styles=json.dumps(self.styles),
+                            width=str(self.width), blocks=str(self.blocks))
 
 
 def read_stylenet_metadata(path: str | Path) -> dict[str, str]:
@@ -260,7 +252,6 @@ def load_stylenet(path: str | Path) -> StyleNet:
 
 def models_dir() -> Path:
     """``$RESTYLE_MODELS``, else the repository's ``models/`` folder."""
-    from .decoder import MODELS_ENV
     env = os.environ.get(MODELS_ENV)
     return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "models"
 

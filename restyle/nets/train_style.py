@@ -55,7 +55,9 @@ from ..errors import RestyleError
 from ..losses import gram_matrix, relative_mse, total_variation
 from ..optimize import resolve_precision
 from ..params import make, param
-from .stylenet import StyleNet, load_stylenet
+from .lite import TAPS, default_lite_path, get_lite
+from .stylenet import (StyleNet, installed_models, load_stylenet, read_stylenet_metadata,
+                       resolve_model)
 from .training import (CHECKPOINT, Judge, RandomCrops, center_square, check_run_args,
                        data_root, image_files, load_uint8, open_run, optimizer_step,
                        resolve_device, restore_run, save_checkpoint, training_loop,
@@ -304,7 +306,6 @@ class LiteLossNet:
     """The distilled adain-lite encoder called like the VGG16 backbone (a cheap loss network)."""
 
     def __init__(self, path: Path | None = None):
-        from .lite import TAPS, default_lite_path, get_lite
         self.path = Path(path) if path else default_lite_path()
         self.encoder = get_lite(self.path).encoder
         self.names = TAPS
@@ -346,7 +347,6 @@ AUTO_INIT = "painters"
 def _auto_init(init_from, out_dir, resume: bool, add_to, settings: dict, echo):
     """``init_from`` with ``"auto"`` resolved: the installed painters network when a new run
     (no checkpoint to resume, no ``add_to``) has its shape, else None; names resolved."""
-    from .stylenet import installed_models, read_stylenet_metadata, resolve_model
     if init_from in (None, "", "none"):
         return None
     if init_from != "auto":
@@ -396,7 +396,6 @@ def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: floa
                            "by new styles, the other starts from a network's weights")
     init_from = _auto_init(init_from, out_dir, resume, add_to, settings, echo)
     if add_to or init_from:  # a grown or continued network keeps its shape
-        from .stylenet import read_stylenet_metadata
         meta = read_stylenet_metadata(add_to or init_from)
         settings.update(width=int(meta["width"]), blocks=int(meta["blocks"]))
     cfg = make(StyleTraining, **settings)

@@ -23,6 +23,7 @@ import torch
 from .. import fsio, imaging
 from ..backbone import get_vgg
 from ..errors import RestyleError
+from ..evaluate.metrics import CONTENT_LAYERS, STYLE_LAYERS
 from ..losses import gram_matrix, relative_mse
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -142,7 +143,6 @@ class Judge:
 
     def __init__(self, style_files: Sequence[Path], photos: torch.Tensor, size: int,
                  device: torch.device):
-        from ..evaluate.metrics import CONTENT_LAYERS, STYLE_LAYERS
         self.vgg = get_vgg().to(device)
         self.style_layers, self.content_layers = list(STYLE_LAYERS), list(CONTENT_LAYERS)
         self.grams = []

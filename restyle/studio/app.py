@@ -47,6 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import RestyleError
 from ..methods import get_method
+from ..methods.network import default_model
 from ..params import make
 from . import catalog
 from .jobs import JobManager, JobTooLarge, NotCancellable, QueueFull, job_estimate
@@ -159,8 +160,7 @@ def create_app(config: StudioConfig) -> FastAPI:
                          preview_interval=config.preview_interval, keep_jobs=config.keep_jobs,
                          keep_bytes=config.keep_bytes, memory_budget=config.memory_budget)
     limits = config.limits
-    # uploads are decoded at most two at a time: concurrent large uploads cannot add up
-    decoding = asyncio.Semaphore(2)
+    studio = _Studio(config, store, manager)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -191,11 +191,48 @@ def create_app(config: StudioConfig) -> FastAPI:
     app.state.manager = manager
     app.state.config = config
 
-    # ------------------------------------------------------------------ errors
+    _error_routes(app)
+    _page_routes(app)
+    _catalog_routes(app, studio)
+    _submit_routes(app, studio)
+    _job_routes(app, studio)
+    return app
 
-    def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
+@dataclass
+class _Studio:
+    """What the route groups share: the configuration, the job store and the queue."""
+
+    config: StudioConfig
+    store: JobStore
+    manager: JobManager
+    #: uploads are decoded at most two at a time: concurrent large uploads cannot add up
+    decoding: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    @property
+    def limits(self) -> Limits:
+        return self.config.limits
+
+    def job_or_404(self, job_id: str) -> Job:
+        if not valid_id(job_id):
+            raise StarletteHTTPException(404, f"no job {job_id!r}")
+        try:
+            return self.manager.get(job_id)
+        except KeyError:
+            raise StarletteHTTPException(404, f"no job {job_id}") from None
+
+    def view(self, job_id: str) -> dict[str, Any]:
+        snapshot, version, position = self.manager.snapshot(job_id)
+        return _job_out(snapshot, position, version)
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _error_routes(app: FastAPI) -> None:
+    """Every error as ``{"error": "one line"}`` with its status."""
+    error = _error
     @app.exception_handler(RestyleError)
     async def _restyle_error(request, exc: RestyleError):
         return error(422, str(exc))
@@ -228,20 +265,10 @@ def create_app(config: StudioConfig) -> FastAPI:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    def job_or_404(job_id: str) -> Job:
-        if not valid_id(job_id):
-            raise StarletteHTTPException(404, f"no job {job_id!r}")
-        try:
-            return manager.get(job_id)
-        except KeyError:
-            raise StarletteHTTPException(404, f"no job {job_id}") from None
 
-    def view(job_id: str) -> dict[str, Any]:
-        snapshot, version, position = manager.snapshot(job_id)
-        return _job_out(snapshot, position, version)
 
-    # ------------------------------------------------------------------ page
-
+def _page_routes(app: FastAPI) -> None:
+    """The studio's page, its API reference and static files."""
     @app.get("/", include_in_schema=False)
     async def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -252,8 +279,11 @@ def create_app(config: StudioConfig) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    # ------------------------------------------------------------------ catalog
 
+
+def _catalog_routes(app: FastAPI, studio: _Studio) -> None:
+    """Status, the methods (from the registry's declarations) and the installed models."""
+    manager, config, limits = studio.manager, studio.config, studio.limits
     @app.get("/api/status", tags=["studio"], summary="Version, queue and limits")
     async def status() -> dict[str, Any]:
         return {"version": __version__, "queue": manager.stats(),
@@ -275,8 +305,13 @@ def create_app(config: StudioConfig) -> FastAPI:
         """Style networks for methods whose styles are names (`style_kind == "name"`)."""
         return await run_in_threadpool(catalog.models)
 
-    # ------------------------------------------------------------------ jobs
 
+
+def _submit_routes(app: FastAPI, studio: _Studio) -> None:
+    """``POST /api/jobs``: check everything cheap, store the uploads, queue the job."""
+    store, manager, config, limits = studio.store, studio.manager, studio.config, studio.limits
+    job_or_404, view = studio.job_or_404, studio.view
+    decoding = studio.decoding
     @app.post("/api/jobs", tags=["jobs"], status_code=202, response_model=JobOut,
               summary="Submit a job",
               responses={413: {"model": ErrorOut, "description": "an upload is too large"},
@@ -379,6 +414,13 @@ def create_app(config: StudioConfig) -> FastAPI:
                 file = await stored(store_image if image else store_mask, upload, what,
                                     inputs_dir / f"{'param' if image else 'mask'}-{name}-{i}.png")
                 job.inputs["masks"].setdefault(name, []).append(file)
+
+
+
+def _job_routes(app: FastAPI, studio: _Studio) -> None:
+    """Follow, fetch, cancel and delete jobs."""
+    store, manager, config, limits = studio.store, studio.manager, studio.config, studio.limits
+    job_or_404, view = studio.job_or_404, studio.view
 
     @app.get("/api/jobs", tags=["jobs"], response_model=JobList, summary="Recent jobs")
     async def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 100):
@@ -511,8 +553,6 @@ def create_app(config: StudioConfig) -> FastAPI:
             raise StarletteHTTPException(409, str(e)) from None
         return Response(status_code=204)
 
-    return app
-
 
 # ----------------------------------------------------------------------------- middleware
 
@@ -593,16 +633,16 @@ def _check_inputs(method, info: dict, content, styles: list, names: list[str], w
 
     wants = info["inputs"]
     what = wants["styles"] or "style"
-    if wants["content"]:
+    if info["content_required"]:
         noun = "a content" if wants["content"] == "content" else "an input"
         need(content is not None, f"{method.name} needs {noun} image (a 'content' part)")
-    else:
+    elif not wants["content"]:
         need(content is None, f"{method.name} takes no content image; send {what} images as "
                               "'style' parts")
     count = 0
     if not wants["styles"]:
         need(not styles and not names, f"{method.name} takes no style images or names")
-    elif info["style_kind"] == "name":
+    elif method.takes.styles == "names":
         need(not styles, f"{method.name} takes style names of a trained model (style_names), "
                          "not style images")
         need(bool(names), f"{method.name} needs at least one style name (style_names); "
@@ -624,7 +664,6 @@ def _check_inputs(method, info: dict, content, styles: list, names: list[str], w
 
 
 def _check_names(model: str, names: list[str]) -> None:
-    from ..methods.network import default_model
     if not model:
         model = default_model()  # RestyleError (422) when no network is installed
     known = catalog.model_styles(model)

@@ -33,9 +33,12 @@ import time
 import traceback
 from typing import Any
 
-from .. import imaging
+from .. import imaging, run
 from ..errors import RestyleError
+from ..methods import get_method
+from ..methods.texture import parse_size
 from ..optimize import Progress, Stop
+from ..params import fields_of_kind
 from ..runtime import cancel_when, physical_memory
 from .store import (CANCELLED, DONE, FAILED, QUEUED, RUNNING, Job, JobStore,
                     write_bytes_atomic)
@@ -81,16 +84,15 @@ TILED_BYTES_PER_PIXEL = 160
 
 
 def output_pixels(p) -> int:
-    """Pixels of a job's output from its parameters: ``size`` as a long side (its
-    square: the aspect is not known before the upload is decoded) or as WxH."""
-    from ..methods.texture import parse_size
-    size = getattr(p, "size", None)
-    if isinstance(size, str):
-        w, h = parse_size(size)  # validated already (the field's own check)
-        return w * h
-    if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0:
-        return int(size) ** 2
-    return 0
+    """Pixels of a job's output from its parameters: a ``size`` parameter as a long side
+    (its square: the aspect is not known before the upload is decoded) or a ``canvas``
+    (WxH, validated already by the field's own check)."""
+    pixels = 0
+    for f in fields_of_kind(type(p), "size", "canvas"):
+        value = getattr(p, f.name)
+        w, h = parse_size(value) if f.metadata["kind"] == "canvas" else (value, value)
+        pixels = max(pixels, int(w) * int(h))
+    return pixels
 
 
 def job_estimate(method: str, family: str, p) -> dict[str, int]:
@@ -426,7 +428,7 @@ class JobManager:
             return self._finish(job, FAILED, error=INTERRUPTED_RUNNING, start=start,
                                 interrupted=True)
         if job.cancel_requested:
-            partial = result is not None and job.family == "image-optimization"
+            partial = result is not None and get_method(job.method).iterates()
             if partial:
                 self._save_result(job, result)
             return self._finish(job, CANCELLED, start=start, partial=partial)
@@ -438,25 +440,18 @@ class JobManager:
         self._finish(job, DONE, start=start)
 
     def _call(self, job: Job, on_progress) -> Any:
-        """The task's API function (``restyle.api.transfer``, ``texture``, ``dream``, ...)
-        with the stored inputs, the client's parameters and the mask files' paths."""
-        from .catalog import task_inputs
-
-        wants = task_inputs(job.task)
+        """The job as a :func:`restyle.run.request` (the stored inputs, the client's
+        parameters and the mask files' paths), run with ``on_progress``."""
         inputs_dir = self.store.inputs_dir(job.id)
         params = dict(job.params)
         for name, files in (job.inputs.get("masks") or {}).items():
             params[name] = ",".join(str(inputs_dir / f) for f in files)
-        args = []
-        for name in wants["positional"]:
-            if name == wants["content"]:
-                args.append(str(inputs_dir / job.inputs["content"]))
-            elif name == wants["styles"]:
-                args.append(list(job.inputs.get("style_names") or [])
-                            or [str(inputs_dir / f) for f in job.inputs.get("styles", [])])
-        if wants["weights"] and job.style_weights is not None:
-            params[wants["weights"]] = job.style_weights
-        return wants["function"](*args, method=job.method, callbacks=[on_progress], **params)
+        content = job.inputs.get("content")
+        styles = (list(job.inputs.get("style_names") or [])
+                  or [str(inputs_dir / f) for f in job.inputs.get("styles", [])])
+        req = run.request(job.method, str(inputs_dir / content) if content else None, styles,
+                          style_weights=job.style_weights, params=params)
+        return run.execute(req, [on_progress])
 
     def _save_result(self, job: Job, image) -> None:
         path = self.store.result_path(job.id)

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
+from ..backbone import cache_dir
 from ..errors import RestyleError
+from ..params import ArgumentParser
 from .app import StudioConfig, create_app
+from .uploads import Limits
 
 
 def is_loopback(host: str) -> bool:
@@ -116,14 +122,6 @@ def setup_logging() -> None:
 
 def main(argv=None) -> int:
     """``restyle studio``: serve the studio until Ctrl-C."""
-    import os
-    import sys
-    from pathlib import Path
-
-    from ..backbone import cache_dir
-    from ..params import ArgumentParser
-    from .uploads import Limits
-
     parser = ArgumentParser(
         prog="restyle studio",
         description="Serve the restyle studio: a web page with live previews for every "

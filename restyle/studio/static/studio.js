@@ -641,8 +641,9 @@ async function buildForm() {
   }
   form.append("params", JSON.stringify(changedParams(m.params, values)));
   if (m.inputs.content) {
-    if (!S.content) throw new Error(m.inputs.content === "content" ? "Add a content photo first." : "Add an input image first.");
-    form.append("content", S.content.file, S.content.file.name);
+    // content_required false: the method may do without (mrf paints its target map alone)
+    if (!S.content && m.content_required !== false) throw new Error(m.inputs.content === "content" ? "Add a content photo first." : "Add an input image first.");
+    if (S.content) form.append("content", S.content.file, S.content.file.name);
   }
   if (m.inputs.styles) {
     if (m.style_kind === "name") {
