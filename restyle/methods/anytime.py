@@ -1,8 +1,10 @@
 """Anytime stylization: a one-pass result at once, refined by optimization within a budget.
 
-The run starts from the best one-pass estimate for the style: the trained style network
-when the style painting is one of its styles (matched by file name, as ``restyle bench``
-does), else the distilled AdaIN (``adain-lite``), which takes any style image. That image
+The run starts from a one-pass estimate for the style: the distilled AdaIN
+(``adain-lite``), which takes any style image and keeps the photo's layout, so that the
+refinement reaches Gatys's composition; for budgets under :data:`NETWORK_BELOW` seconds,
+too short to refine much, the trained style network when the style painting is one of its
+styles (matched by file name, as ``restyle bench`` does). That image
 is then the starting point of the Gatys optimization (restyle.methods.gatys: the same
 objective, style statistic, masks, colour preservation) at the final size, which runs
 until ``budget`` seconds have passed since the start of the call, or the loss stops
@@ -14,6 +16,13 @@ the refinement as it goes. ``budget=0`` returns the one-pass start.
 The start is the one-pass method's output at the strength that lands nearest the
 optimum of the objective (:func:`start_strength`); the refinement moves it to the
 balance of content and style that ``strength`` sets, as Gatys's does.
+
+With ``min_size`` the refinement is a pyramid inside the budget: the start is reduced to
+the coarsest level, the coarser levels share ``coarse`` of the time left after the start
+(:func:`level_limits`) and the final size gets the rest. Measured at 60 s budgets
+(docs/anytime.md) it ends with a higher content distance than refining at the final size
+alone, so it is off by default; from the photo (``init="content"``) it recomposes the
+picture as Gatys's pyramid does.
 """
 
 from __future__ import annotations
@@ -40,15 +49,18 @@ class AnytimeParams(GatysParams):
     budget: float = param(20.0, "seconds for the whole transfer: the one-pass start, then "
                           "optimization until this much time has passed (0: the one-pass "
                           "start only)", min=0.0, max=86400.0, metavar="SECONDS")
-    init: str = param("auto", "start image: auto (the trained network when the style painting "
-                      "is one of its styles, else adain-lite), adain-lite, adain, network, "
-                      "content, noise, or the path of an image",
+    init: str = param("auto", "start image: auto (budgets under 5 s: the trained network when "
+                      "the style painting is one of its styles; else adain-lite), adain-lite, "
+                      "adain, network, content, noise, or the path of an image",
                       metavar="auto|adain-lite|adain|network|content|noise|PATH", kind="image")
     iterations: int = param(1000, "at most this many optimizer iterations (the budget or a "
                             "plateau usually ends the run first)", min=0, max=100000)
     min_size: int = param(0, "0: refine at the final size only; else a pyramid from this long "
                           "side (the start is resized to its first level)", min=0,
                           max=imaging.MAX_SIDE)
+    coarse: float = param(0.3, "with a pyramid (--min-size): the share of the time left after "
+                          "the start that the coarser levels get (the rest refines at the "
+                          "final size)", min=0.0, max=1.0, metavar="FRACTION")
     plateau: float = param(0.001, f"end early when the loss fell by less than this fraction "
                            f"over the last 20 iterations (0: use the whole budget)",
                            min=0.0, max=1.0)
@@ -66,6 +78,16 @@ def start_strength(strength: float) -> float:
     return min(1.0, 2.0 * strength)
 
 
+def level_limits(levels: int, coarse: float, deadline: float) -> list[float | None]:
+    """When each pyramid level ends (:func:`time.perf_counter` instants): the coarser levels
+    share ``coarse`` of the time left before ``deadline`` equally, the final size gets the
+    rest (None: until the deadline)."""
+    now = time.perf_counter()
+    left = max(0.0, deadline - now)
+    below = levels - 1
+    return [now + left * coarse * (k + 1) / below for k in range(below)] + [None]
+
+
 def network_styles(inputs: Inputs, model: str) -> list[str] | None:
     """The styles of the trained network ``model`` that the style images are (by file
     name), or None when one of them is not in it (or no network is installed)."""
@@ -81,12 +103,21 @@ def network_styles(inputs: Inputs, model: str) -> list[str] | None:
     return names if all(n in styles for n in names) else None
 
 
+#: Budgets (seconds) below which ``init=auto`` starts from the trained network where it
+#: knows the painting: too short for the refinement to change the start much, and the
+#: network's one-pass picture is the closer one to the painting. From this budget on the
+#: start is adain-lite, whose layout (the photo's, lightly restyled) the refinement takes to
+#: Gatys's composition, where from the network's it keeps the network's (docs/anytime.md).
+NETWORK_BELOW = 5.0
+
+
 def choose_start(inputs: Inputs, p: AnytimeParams) -> str:
     """The one-pass method a run starts from, or "" for Gatys's own init (content, noise,
     an image file)."""
     if p.init == "auto":
         spatial = p.masks or p.style_masks or p.object_mask or p.box
-        if not spatial and network_styles(inputs, p.model) is not None:
+        if (p.budget < NETWORK_BELOW and not spatial
+                and network_styles(inputs, p.model) is not None):
             return "network"
         return "adain-lite"
     return p.init if p.init in ONE_PASS_STARTS else ""
@@ -142,7 +173,9 @@ class Anytime(Method):
                                      auto_tuned(params, content, styles, inputs.style_weights,
                                                 regions, callbacks), regions)
             problem.start = start
-        return problem.solve(callbacks, deadline=begin + params.budget)
+        deadline = begin + params.budget
+        return problem.solve(callbacks, deadline=deadline,
+                             until=level_limits(len(problem.sizes), params.coarse, deadline))
 
 
 class AnytimeProblem(GatysProblem):
