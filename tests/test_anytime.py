@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+from restyle.errors import RestyleError
 import torch
 
 import restyle
@@ -271,3 +272,20 @@ def test_frontier_reports_the_warm_start_target_and_the_curves():
     assert "| end | 0.400 | 0.0100 | 0.700 | 0.0200 |" in text
     assert "within 5% of its own final Gram distance after 0.03 of its time" in text
     assert "(gatys: 1, anytime-30s: 1)" in text
+
+
+def test_frontier_refuses_an_unwritable_report_before_any_work(tmp_path, capsys):
+    from restyle.evaluate import bench_frontier
+
+    missing = tmp_path / "no-such-folder" / "frontier.md"
+    started = []
+    real_spawn = bench_frontier._spawn
+    bench_frontier._spawn = lambda *a, **k: started.append(a) or {}
+    try:
+        with pytest.raises(RestyleError, match="no-such-folder"):
+            bench_frontier.main(["--pairs", "diagonal", "--output", str(missing),
+                                 "--json", str(tmp_path / "f.json"),
+                                 "--plot", str(tmp_path / "f.png")])
+    finally:
+        bench_frontier._spawn = real_spawn
+    assert not started

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .. import imaging
+from .. import fsio, imaging
 from ..errors import RestyleError
 from ..methods.anytime import NETWORK_BELOW
 from .bench import SHARED, _spawn, machine_info, report_head, write_reports
@@ -549,6 +549,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="docs/benchmarks/frontier.json")
     parser.add_argument("--plot", default="docs/benchmarks/frontier.png")
     ns = parser.parse_args(argv)
+    for report in (ns.output, ns.json, ns.plot):  # before minutes of work, not after
+        fsio.check_writable(report)
     if ns.threads:
         torch.set_num_threads(ns.threads)
         os.environ["OMP_NUM_THREADS"] = str(ns.threads)  # the workers start with it
