@@ -73,7 +73,6 @@ import torch
 
 from . import fsio, imaging, run
 from .errors import RestyleError
-from .methods import get_transfer_method
 from .methods.network import default_model
 from .nets.stylenet import get_stylenet, resolve_model
 from .params import make
@@ -298,7 +297,7 @@ def make_job(method: str, styles: Sequence, style_weights: Sequence[float] | Non
              fmt: str, params: dict) -> Job:
     """Validate the method, its parameters, the styles and the format (RestyleError with
     one line each) and fix everything that outputs depend on."""
-    m = get_transfer_method(method, "batch")
+    m = run.method_for(method, "transfer", use="batch")
     if fmt not in FORMATS:
         raise RestyleError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     vp, method_params = split_params(params)

@@ -151,11 +151,15 @@ class Request:
                 "weights": self.weights}
 
 
-def method_for(name: str, task: str | None = None) -> Method:
-    """The registered method ``name``; with ``task``, one of that task (else a one-line
-    error naming the API function it belongs to)."""
+def method_for(name: str, task: str | None = None, use: str | None = None) -> Method:
+    """The registered method ``name``; with ``task``, one of that task, else a one-line
+    error naming the API function it belongs to, or what ``use`` (e.g. "video", "batch")
+    needs instead."""
     m = get_method(name)
     if task is not None and m.task != task:
+        if use:
+            raise RestyleError(f"method {name!r} is a {m.task} method; {use} needs a {task} "
+                               "method (see `restyle methods`)")
         raise RestyleError(f"method {name!r} is a {m.task} method; use restyle.{m.task}")
     return m
 

@@ -57,7 +57,7 @@ from .frames import (FLOW_PRESETS, FRAME_NAME, FRAME_SUFFIXES, VIDEO_HINT,  # no
                      _cv2, _frames_done, _write_json, blend_carry, carry_forward,
                      check_video_output, consistency, encode, flows, frame_size, iter_frames,
                      optical_flow, output_kind, probe, warp, work_dir)
-from .methods import Inputs, get_transfer_method
+from .methods import Inputs
 from .optimize import Progress
 from .params import fields_of_kind, make, param, validate
 
@@ -148,7 +148,7 @@ def stylize_video(source: str | os.PathLike, styles: Sequence, output: str | os.
     :class:`VideoParams` (``temporal="on"``, ``blend``, ``frames``, ...). Everything is
     validated before any file is written; see the module docstring for the rest.
     """
-    m = get_transfer_method(method, "video")
+    m = run.method_for(method, "transfer", use="video")
     vp, method_params = split_params(params)
     p = make(m.Params, **method_params)
     if getattr(p, "auto", False):  # per frame it would choose, and flicker, frame by frame

@@ -11,15 +11,15 @@ from tqdm import tqdm
 
 from ..api import video
 from ..batch import FORMATS, RAY_HINT, BatchSummary, run_batch
-from ..methods import get_transfer_method
 from ..optimize import Progress
 from ..params import ArgumentParser, add_arguments, from_namespace, parse_floats
+from ..run import method_for
 from ..video import VIDEO_PARAM_NAMES, VideoParams, work_dir
 from .common import method_name, parse_style_options, sigterm_interrupts, style_arguments
 
 
 def cmd_video(argv: Sequence[str]) -> int:
-    method = get_transfer_method(method_name(argv, "adain"), "video")
+    method = method_for(method_name(argv, "adain"), "transfer", use="video")
     parser = ArgumentParser(
         prog="restyle video",
         description="Stylise INPUT (a video file: mp4, webm, mov, mkv, gif; or a folder of "
@@ -104,7 +104,7 @@ def cmd_video(argv: Sequence[str]) -> int:
 
 
 def cmd_batch(argv: Sequence[str]) -> int:
-    method = get_transfer_method(method_name(argv, "adain"), "batch")
+    method = method_for(method_name(argv, "adain"), "transfer", use="batch")
     parser = ArgumentParser(
         prog="restyle batch",
         description="Stylise every image and video that INPUTS name (folders, searched "

@@ -96,15 +96,6 @@ def get_method(name: str) -> Method:
     return REGISTRY[name]()
 
 
-def get_transfer_method(name: str, use: str) -> Method:
-    """:func:`get_method` for what needs a transfer method (``use``: "video", "batch")."""
-    m = get_method(name)
-    if m.task != "transfer":
-        raise RestyleError(f"method {name!r} is a {m.task} method; {use} needs a transfer "
-                           "method (see `restyle methods`)")
-    return m
-
-
 def all_methods() -> list[type[Method]]:
     _load_builtin()
     return [REGISTRY[k] for k in sorted(REGISTRY)]
