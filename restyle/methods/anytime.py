@@ -53,6 +53,9 @@ class AnytimeParams(GatysParams):
                       "the style painting is one of its styles; else adain-lite), adain-lite, "
                       "adain, network, content, noise, or the path of an image",
                       metavar="auto|adain-lite|adain|network|content|noise|PATH", kind="image")
+    content_weight: float = param(3.0, "extra multiplier on the content loss (anytime: 3, "
+                                  "gatys: 1; anytime refines a stylised start, not the photo, "
+                                  "and at 1 it ends more stylised than Gatys's run)", min=0.0)
     iterations: int = param(1000, "at most this many optimizer iterations (the budget or a "
                             "plateau usually ends the run first)", min=0, max=100000)
     min_size: int = param(0, "0: refine at the final size only; else a pyramid from this long "
