@@ -161,7 +161,7 @@ class Guide:
 #: Iterations over which :class:`Engine`'s plateau test measures the loss's progress.
 PLATEAU_WINDOW = 20
 
-#: The smallest long side (px) of :meth:`Engine.evaluation_seconds`'s larger probe.
+#: The smallest short side (px) of :meth:`Engine.evaluation_seconds`'s smaller probe.
 PROBE_SIDE = 32
 
 
@@ -222,9 +222,10 @@ class Engine:
 
     def evaluation_seconds(self, size: tuple[int, int], layers: Sequence[str]) -> float:
         """An estimate of one evaluation's seconds at ``size`` (h, w) through ``layers``,
-        from two timed on small images (a quarter and an eighth of the side, at least
-        :data:`PROBE_SIDE` px on the long side): a fixed cost (per layer, per call: large on
-        a busy machine) and a cost per pixel, the latter scaled to ``size``."""
+        from two timed on smaller images (an eighth and a quarter of the side, the smaller
+        at least :data:`PROBE_SIDE` px on its short side): a fixed cost (per layer and call:
+        large on a busy machine) and a cost per pixel, the latter scaled to ``size``. An
+        image too small for that is timed at its own size."""
         h, w = size
 
         def timed(k: float) -> tuple[int, float]:
@@ -236,8 +237,10 @@ class Engine:
             sum(f.float().mean() for f in features.values()).backward()
             return ph * pw, time.perf_counter() - t
 
-        k = min(1.0, max(0.25, PROBE_SIDE / max(h, w)))
-        (small, t_small), (large, t_large) = timed(k / 2), timed(k)
+        k = max(1 / 8, PROBE_SIDE / min(h, w))
+        if 2 * k > 1:
+            return timed(1.0)[1]
+        (small, t_small), (large, t_large) = timed(k), timed(2 * k)
         per_pixel = max(0.0, t_large - t_small) / max(1, large - small)
         return t_large + per_pixel * (h * w - large)
 

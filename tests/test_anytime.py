@@ -334,13 +334,13 @@ def test_anytime_returns_its_best_valid_iterate(photo, style_path):
 
 def test_a_budget_with_no_time_for_the_targets_ends_in_time_with_the_start(
         photo, style_path, monkeypatch):
-    """Under load (here the optimizer's network made slow: 1.2 s a pass at 96 x 96 px), a
+    """Under load (here the optimizer's network made slow: 1.2 s a pass at 128 x 128 px), a
     budget with room for the one-pass start but not for the targets and one evaluation
     returns the start within the budget: the targets are not built first (before: they
     were, and the call overran by their time)."""
     from restyle.backbone import VGG, get_vgg
 
-    small = dict(SMALL, size=96)
+    small = dict(SMALL, size=128)
     get_vgg()  # loaded once per process: not what is measured
     t = time.perf_counter()
     start = restyle.transfer(photo, style_path, method="adain-lite",
@@ -349,7 +349,7 @@ def test_a_budget_with_no_time_for_the_targets_ends_in_time_with_the_start(
     forward = VGG.forward
 
     def slow(self, image, layers, start=None):
-        time.sleep(1.2 * image.shape[-2] * image.shape[-1] / 96 ** 2)
+        time.sleep(1.2 * image.shape[-2] * image.shape[-1] / 128 ** 2)
         return forward(self, image, layers, start)
 
     monkeypatch.setattr(VGG, "forward", slow)
