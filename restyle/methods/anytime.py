@@ -15,7 +15,10 @@ the refinement as it goes. ``budget=0`` returns the one-pass start.
 
 The start is the one-pass method's output at the strength that lands nearest the
 optimum of the objective (:func:`start_strength`); the refinement moves it to the
-balance of content and style that ``strength`` sets, as Gatys's does.
+balance of content and style that ``strength`` sets, as Gatys's does, with three times
+Gatys's content weight: coming from the stylised side rather than from the photo, at
+Gatys's weight it ends more stylised than Gatys's run (docs/anytime.md). Its iterates
+stay in [0, 1] and the lowest-loss one is the result (``AnytimeProblem.bounded``).
 
 With ``min_size`` the refinement is a pyramid inside the budget: the start is reduced to
 the coarsest level, the coarser levels share ``coarse`` of the time left after the start
