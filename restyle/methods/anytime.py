@@ -15,7 +15,10 @@ the refinement as it goes. ``budget=0`` returns the one-pass start.
 
 The start is the one-pass method's output at the strength that lands nearest the
 optimum of the objective (:func:`start_strength`); the refinement moves it to the
-balance of content and style that ``strength`` sets, as Gatys's does.
+balance of content and style that ``strength`` sets, as Gatys's does, with three times
+Gatys's content weight: coming from the stylised side rather than from the photo, at
+Gatys's weight it ends more stylised than Gatys's run (docs/anytime.md). Its iterates
+stay in [0, 1] and the lowest-loss one is the result (``AnytimeProblem.bounded``).
 
 With ``min_size`` the refinement is a pyramid inside the budget: the start is reduced to
 the coarsest level, the coarser levels share ``coarse`` of the time left after the start
@@ -38,7 +41,7 @@ from ..errors import RestyleError
 from ..optimize import Progress
 from ..params import make, param
 from . import Inputs, Method, get_method, register
-from .gatys import GatysParams, GatysProblem, auto_tuned, prepare
+from .gatys import GatysParams, GatysProblem, auto_tuned, finished, prepare
 
 #: The one-pass methods a run may start from (``init``), besides Gatys's own starts.
 ONE_PASS_STARTS = ("adain-lite", "adain", "network")
@@ -53,6 +56,9 @@ class AnytimeParams(GatysParams):
                       "the style painting is one of its styles; else adain-lite), adain-lite, "
                       "adain, network, content, noise, or the path of an image",
                       metavar="auto|adain-lite|adain|network|content|noise|PATH", kind="image")
+    content_weight: float = param(3.0, "extra multiplier on the content loss (anytime: 3, "
+                                  "gatys: 1; anytime refines a stylised start, not the photo, "
+                                  "and at 1 it ends more stylised than Gatys's run)", min=0.0)
     iterations: int = param(1000, "at most this many optimizer iterations (the budget or a "
                             "plateau usually ends the run first)", min=0, max=100000)
     min_size: int = param(0, "0: refine at the final size only; else a pyramid from this long "
@@ -152,28 +158,32 @@ class Anytime(Method):
 
     def run(self, inputs: Inputs, params: AnytimeParams, callbacks=()) -> torch.Tensor:
         begin = time.perf_counter()
+        deadline = begin + params.budget
         content, styles, regions = prepare(inputs, params, self.name)
         h, w = content.shape[-2:]
-        problem = AnytimeProblem(content, styles, inputs.style_weights, params, regions)
         method = choose_start(inputs, params)
+        start = None
         if method:
             start = one_pass_start(method, inputs, params)
             if tuple(start.shape[-2:]) != (h, w):
                 start = imaging.resize_tensor(start, (h, w))
-            problem.start = start
             now = time.perf_counter()
             report = Progress(0, 1, 0, params.iterations, 0, params.iterations, (h, w),
-                              float("nan"), {}, start, now - begin,
-                              max(0.0, begin + params.budget - now))
+                              float("nan"), {}, start, now - begin, max(0.0, deadline - now))
             for cb in callbacks:
                 cb(report)
+            # a refinement's first evaluation alone costs more than the one-pass start: with
+            # less time than the start took left, the start is the result (the optimizer's
+            # network is not even loaded)
+            if deadline - now < now - begin:
+                return finished(start.clamp(0, 1), content, regions, params)
+        problem = AnytimeProblem(content, styles, inputs.style_weights, params, regions)
+        problem.start = start
         if params.auto:  # the trials come out of the budget, after the start is shown
-            start = problem.start
             problem = AnytimeProblem(content, styles, inputs.style_weights,
                                      auto_tuned(params, content, styles, inputs.style_weights,
                                                 regions, callbacks), regions)
             problem.start = start
-        deadline = begin + params.budget
         return problem.solve(callbacks, deadline=deadline,
                              until=level_limits(len(problem.sizes), params.coarse, deadline))
 
@@ -183,9 +193,13 @@ class AnytimeProblem(GatysProblem):
     it is set, else from Gatys's own init."""
 
     start: torch.Tensor | None = None
+    #: every iterate a valid picture, the best one returned: measured better than clamping
+    #: the last one at the end (docs/anytime.md)
+    bounded = True
 
     def init(self, size: tuple[int, int]) -> torch.Tensor:
         if self.start is None:
             return super().init(size)
         out = imaging.resize_tensor(self.start, size)
         return imaging.gray_rgb(out) if self.p.preserve_color == "luminance" else out
+

@@ -32,7 +32,7 @@ from ..backbone import get_vgg
 from ..errors import RestyleError
 from ..losses import content_loss, total_variation
 from ..masks import Region, composite, coverage, mask_at, plan_regions
-from ..optimize import Objective, Progress, PyramidProblem, pyramid_sizes
+from ..optimize import Engine, Objective, Progress, PyramidProblem, pyramid_sizes
 from ..params import (param, parse_layer_weights, precision_param, seed_param, size_param,
                       weights_param)
 from ..style_losses import STYLE_LOSS_NAMES, get_style_loss, style_targets, style_term
@@ -184,6 +184,14 @@ class GatysProblem(PyramidProblem):
                                        self.p.tv_weight)
         return obj
 
+    def cost(self, engine: Engine, size: tuple[int, int]) -> float:
+        """A level's targets (a network pass for the photo and one for each style of each
+        region, a pass being about a third of an evaluation) and its first evaluation, in
+        seconds, from one evaluation timed on a small image."""
+        layers = list(dict.fromkeys([*self.content_lw, *self.style_lw]))
+        passes = 1 + sum(len(r.styles) for r in self.regions) * self.p.style_scale ** 2
+        return engine.evaluation_seconds(size, layers) * (1 + passes / 3)
+
     def init(self, size: tuple[int, int]) -> torch.Tensor:
         p = self.p
         start = self.target_content if p.init == "content" else self.content
@@ -191,12 +199,19 @@ class GatysProblem(PyramidProblem):
         return imaging.gray_rgb(out) if p.preserve_color == "luminance" else out
 
     def finish(self, out: torch.Tensor) -> torch.Tensor:
-        if self.p.preserve_color == "luminance":
-            out = imaging.combine_luminance(out, self.content)
-        cover = coverage(self.regions)
-        if cover is not None:  # what no region covers is the photo, behind a feathered seam
-            out = composite(out, self.content, cover, self.p.feather)
-        return out
+        return finished(out, self.content, self.regions, self.p)
+
+
+def finished(out: torch.Tensor, content: torch.Tensor, regions: list[Region] | None,
+             p: GatysParams) -> torch.Tensor:
+    """A Gatys result as it is returned: the photo's colours with ``--preserve-color
+    luminance``, and the photo wherever no masked region reaches."""
+    if p.preserve_color == "luminance":
+        out = imaging.combine_luminance(out, content)
+    cover = coverage(regions) if regions else None
+    if cover is not None:  # what no region covers is the photo, behind a feathered seam
+        out = composite(out, content, cover, p.feather)
+    return out
 
 
 def oriented_regions(content: torch.Tensor, styles: list[torch.Tensor], regions: list[Region],
