@@ -118,6 +118,35 @@ def test_training_lowers_the_style_loss_and_resumes_exactly(photo_dir, style_dir
     assert len(loss_b) == 6 and loss_b == pytest.approx(loss_c, rel=1e-5)
 
 
+def test_tone_loss_compares_light_and_dark_layouts():
+    from restyle.nets.train_style import tone_loss
+    x = torch.zeros(1, 3, 64, 64)
+    x[..., :, 32:] = 0.8  # dark left half, light right half
+    assert float(tone_loss(x, x)) == 0
+    assert float(tone_loss(x * 0.5 + 0.1, x)) < 0.1 * float(tone_loss(0.8 - x, x))  # 1/16: dimmed vs swapped
+    assert float(tone_loss(x + 0.15, x)) == pytest.approx(0, abs=1e-10)  # overall brightness is free
+    assert float(tone_loss(x + 0.1 * torch.rand_like(x), x)) < 1e-3  # fine texture averages out
+
+
+def test_tone_weight_keeps_the_photos_lights_and_darks(photo_dir, style_dir, tmp_path):
+    """The same run with and without the tone loss: with it, the held-out photo's stylised
+    light-and-dark layout is closer to the photo's."""
+    from restyle import imaging
+    from restyle.nets.train_style import tone_loss, train_style
+    styles = sorted(style_dir.iterdir())
+    kw = dict(steps=30, lr=5e-3, warmup=0, data_dir=photo_dir, eval_every=100, **TINY)
+    photos = torch.cat([imaging.to_tensor(Image.open(p).convert("RGB").resize((64, 64)))
+                        for p in sorted(photo_dir.iterdir())])
+    tone = {}
+    for weight in (0.0, 50.0):
+        run = tmp_path / f"tone{weight:g}"
+        train_style(styles, run, tone_weight=weight, **kw)
+        net = load_stylenet(run / "stylenet.safetensors")
+        tone[weight] = sum(float(tone_loss(net.stylize(photos, k), photos)) for k in net.styles)
+    assert tone[50.0] < 0.7 * tone[0.0]
+    assert any("tone" in r for r in read_log(tmp_path / "tone50" / "log.jsonl"))
+
+
 def test_lite_loss_network_trains_and_the_vgg16_judge_scores(photo_dir, style_dir, tmp_path):
     from restyle.nets.train_style import train_style
     styles = sorted(style_dir.iterdir())

@@ -10,6 +10,12 @@ network's output is compared, through the frozen embedded VGG16, with
   Gatys et al.'s style loss), the style image resized to ``style_size``;
 
     loss = (1 - s) * content + 100 * s / (1 - s) * mean_l style_l + tv_weight * TV
+           + tone_weight * tone
+
+where ``tone`` (:func:`tone_loss`) compares the light-and-dark layout of the output and
+the photo: a network trained on content and style alone keeps the photo's shapes but is
+free to swap its lights and darks (measured on the shipped network at 512 px: 0.08-0.18
+against Gatys's 0.002-0.007), which reads as dark blotches and night skies.
 
 with ``s = strength``, the same balance as the Gatys method's ``--strength``.
 
@@ -92,11 +98,28 @@ class StyleTraining:
                               "evaluate's)")
     tv_weight: float = param(0.0, "total-variation weight (squared differences, [0, 1] units)",
                              min=0.0)
+    tone_weight: float = param(0.0, "weight of the tone loss: keep the photo's lights and "
+                               "darks where they are (luminance averaged over 8 px blocks, "
+                               "mean removed, squared differences)", min=0.0)
     loss_net: str = param("vgg16", "loss network: the embedded VGG16 (it stops at the deepest "
                           "layer asked for), or 'lite', the distilled adain-lite encoder "
                           "(relu1_1..relu4_1, about 7x cheaper; the full VGG16 still judges)",
                           choices=LOSS_NETS)
     seed: int = param(0, "random seed: initial weights, crops", min=0)
+
+
+#: Block size (px) over which :func:`tone_loss` averages the luminance.
+TONE_BLOCK = 8
+
+
+def tone_loss(y: torch.Tensor, x: torch.Tensor, block: int = TONE_BLOCK) -> torch.Tensor:
+    """Mean squared difference of the output's and the photo's luminance averaged over
+    ``block`` px blocks, each image's mean removed: their light-and-dark layouts, free of
+    fine texture and of the style's overall brightness ([0, 1] units; 0 for the photo)."""
+    def layout(t: torch.Tensor) -> torch.Tensor:
+        lum = torch.nn.functional.avg_pool2d(imaging.luminance(t.float()), block)
+        return lum - lum.mean(dim=(-2, -1), keepdim=True)
+    return (layout(y) - layout(x)).pow(2).mean()
 
 
 def _split(layers: str) -> list[str]:
@@ -219,7 +242,8 @@ class StyleRun:
     @staticmethod
     def describe_step(r: dict) -> str:
         return (f"loss {r['loss']:.4f} (content {r['content']:.3f}, style {r['style']:.4f}"
-                + (f", tv {r['tv']:.5f}" if "tv" in r else "") + ")")
+                + (f", tv {r['tv']:.5f}" if "tv" in r else "")
+                + (f", tone {r['tone']:.4f}" if "tone" in r else "") + ")")
 
     @staticmethod
     def describe_eval(e: dict) -> str:
@@ -263,6 +287,9 @@ class StyleRun:
         if cfg.tv_weight:
             parts["tv"] = total_variation(y)
             loss = loss + cfg.tv_weight * parts["tv"]
+        if cfg.tone_weight:
+            parts["tone"] = tone_loss(y, x)
+            loss = loss + cfg.tone_weight * parts["tone"]
         return optimizer_step(self, loss, parts)
 
     @torch.no_grad()
