@@ -80,7 +80,7 @@ def main(argv=None) -> int:
             rows.append((name, style_name, label, m["content_distance"], m["gram_distance"]))
         print(f"rendered {name} x {style_name}", file=sys.stderr)
     sheet = imaging.labelled_grid(tiles, ns.cell, 7)
-    sheet.save(docs / "rival_sheet.jpg", quality=85, optimize=True)
+    sheet.save(docs / "rival_sheet.jpg", quality=75, optimize=True)  # under 1 MB
     imaging.labelled_grid(details, 256, 6).save(docs / "rival_detail.jpg", quality=90,
                                                 optimize=True)
     print(f"wrote {docs / 'rival_sheet.jpg'} and {docs / 'rival_detail.jpg'}", file=sys.stderr)

@@ -1,0 +1,78 @@
+"""Style networks judged at the output scale: the six rival-sheet pairs at 512 and 1024 px.
+
+    python scripts/judge_networks.py NAME=MODEL [NAME=MODEL ...] [--data ../shared/data]
+        [--out DIR] [--gatys DIR]
+
+Renders each photo of ``scripts/make_rival_sheet.py``'s pairs with its painting through each
+network (``restyle.transfer(..., method="network", model=MODEL, size=S)``) at 512 and 1024 px,
+scores them like ``restyle evaluate`` (Gram distance to the painting, content distance to the
+photo) at 512 px and, for 1024 px outputs, at 1024 px too, and prints the means and the
+per-pair values. ``--gatys DIR`` adds reference outputs named ``<photo>__<painting>.png``
+(e.g. from ``restyle transfer photo painting --method gatys --size 512 --strength 0.05``),
+scored at 512 px. Renders are kept in ``--out`` and reused. How models/painters.md's tables
+were made; about four minutes a network on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import restyle  # noqa: E402
+from make_rival_sheet import PAIRS  # noqa: E402
+from restyle import imaging  # noqa: E402
+from restyle.evaluate.metrics import score  # noqa: E402
+
+
+def line(name: str, label: str, rows: list[tuple[float, float]]) -> str:
+    gs, cs = [g for g, _ in rows], [c for _, c in rows]
+    return (f"{name:14s} {label:22s} Gram {sum(gs) / len(gs):.4f} ("
+            + " ".join(f"{g:.3f}" for g in gs) + f")  content {sum(cs) / len(cs):.3f} ("
+            + " ".join(f"{c:.3f}" for c in cs) + ")")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", metavar="NAME=MODEL")
+    ap.add_argument("--data", default=str(ROOT / ".." / "shared" / "data"))
+    ap.add_argument("--out", default="judge_networks")
+    ap.add_argument("--gatys", default=None, metavar="DIR")
+    args = ap.parse_args(argv)
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("pairs: " + ", ".join(f"{c} x {s}" for c, s in PAIRS))
+    for spec in args.models:
+        name, _, model = spec.partition("=")
+        results: dict[str, list] = {}
+        for size in (512, 1024):
+            for photo_name, painting in PAIRS:
+                photo = data / "content" / f"{photo_name}.jpg"
+                style = data / "styles" / f"{painting}.jpg"
+                f = out / f"{name}_{size}_{photo_name}.png"
+                if not f.exists():
+                    restyle.transfer(imaging.load_image(photo), painting, method="network",
+                                     size=size, model=model or None).save(f)
+                for at in ((512,) if size == 512 else (512, 1024)):
+                    m = score(f, photo, style, size=at)
+                    results.setdefault(f"{size} px, scored at {at}", []).append(
+                        (m["gram_distance"], m["content_distance"]))
+        for label, rows in results.items():
+            print(line(name, label, rows), flush=True)
+    if args.gatys:
+        rows = []
+        for photo_name, painting in PAIRS:
+            f = Path(args.gatys) / f"{photo_name}__{painting}.png"
+            if f.exists():
+                m = score(f, data / "content" / f"{photo_name}.jpg",
+                          data / "styles" / f"{painting}.jpg", size=512)
+                rows.append((m["gram_distance"], m["content_distance"]))
+        if rows:
+            print(line("reference", f"{len(rows)} pairs, at 512", rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
