@@ -6,7 +6,8 @@
 Renders each photo of ``scripts/make_rival_sheet.py``'s pairs with its painting through each
 network (``restyle.transfer(..., method="network", model=MODEL, size=S)``) at 512 and 1024 px,
 scores them like ``restyle evaluate`` (Gram distance to the painting, content distance to the
-photo) and by their light-and-dark layout against the photo's (``tone``:
+photo, palette distance to the painting: sliced Wasserstein in CIELAB, a colour cast's
+measure) and by their light-and-dark layout against the photo's (``tone``:
 :func:`restyle.nets.train_style.tone_loss`) at 512 px and, for 1024 px outputs, at 1024 px too, and prints the means and the
 per-pair values. ``--gatys DIR`` adds reference outputs named ``<photo>__<painting>.png``
 (e.g. from ``restyle transfer photo painting --method gatys --size 512 --strength 0.05``),
@@ -29,22 +30,25 @@ from restyle.evaluate.metrics import score  # noqa: E402
 from restyle.nets.train_style import tone_loss  # noqa: E402
 
 
-def line(name: str, label: str, rows: list[tuple[float, float, float]]) -> str:
-    gs, cs, ts = ([r[k] for r in rows] for k in range(3))
+def line(name: str, label: str, rows: list[tuple[float, float, float, float]]) -> str:
+    gs, cs, ts, ps = ([r[k] for r in rows] for k in range(4))
     return (f"{name:14s} {label:22s} Gram {sum(gs) / len(gs):.4f} ("
             + " ".join(f"{g:.3f}" for g in gs) + f")  content {sum(cs) / len(cs):.3f} ("
             + " ".join(f"{c:.3f}" for c in cs) + f")  tone {sum(ts) / len(ts):.4f} ("
-            + " ".join(f"{t:.3f}" for t in ts) + ")")
+            + " ".join(f"{t:.3f}" for t in ts) + f")  palette {sum(ps) / len(ps):.2f} ("
+            + " ".join(f"{p:.1f}" for p in ps) + ")")
 
 
-def measure(output: Path, photo: Path, style: Path, size: int) -> tuple[float, float, float]:
+def measure(output: Path, photo: Path, style: Path, size: int
+            ) -> tuple[float, float, float, float]:
     m = score(output, photo, style, size=size)
     out = imaging.to_tensor(imaging.load_image(output))
     ref = imaging.resize_tensor(imaging.to_tensor(imaging.load_image(photo)), out.shape[-2:])
     if max(out.shape[-2:]) > size:
         side = imaging.fit_size(out.shape[-1], out.shape[-2], size)
         out, ref = (imaging.resize_tensor(t, (side[1], side[0])) for t in (out, ref))
-    return m["gram_distance"], m["content_distance"], float(tone_loss(out, ref))
+    return (m["gram_distance"], m["content_distance"], float(tone_loss(out, ref)),
+            m["palette_distance"])
 
 
 def main(argv=None) -> int:

@@ -147,6 +147,49 @@ def test_tone_weight_keeps_the_photos_lights_and_darks(photo_dir, style_dir, tmp
     assert any("tone" in r for r in read_log(tmp_path / "tone50" / "log.jsonl"))
 
 
+def test_palette_loss_compares_colour_distributions_wherever_the_colours_are():
+    from restyle.imaging import luminance
+    from restyle.nets.train_style import palette_directions, palette_loss, palette_target
+    from .conftest import stripes
+    painting = torch.from_numpy(stripes(64, period=8)).permute(2, 0, 1)[None].float() / 255
+    dirs = palette_directions()
+    assert dirs.shape == (3, 32) and torch.allclose(dirs.norm(dim=0), torch.ones(32))
+    target = palette_target(painting, dirs)[None]
+    same = float(palette_loss(painting.flip(-1).flip(-2), dirs, target))  # moved, not changed
+    cast = float(palette_loss(painting[:, [1, 2, 0]], dirs, target))  # other hues
+    grey = float(palette_loss(luminance(painting).expand(-1, 3, -1, -1), dirs, target))
+    assert same < 1e-3 and cast > 20 * max(same, 1e-3) and grey > 20 * max(same, 1e-3)
+    # colour proportions count: all red, or all blue, is far from half and half
+    red = painting.clone()
+    red[:] = painting[..., :1, :1]
+    assert float(palette_loss(red, dirs, target)) > 20 * max(same, 1e-3)
+
+
+def test_palette_weight_brings_the_paintings_colours(photo_dir, style_dir, tmp_path):
+    """The same run with and without the palette loss: with it, held-out photos stylised
+    in each painting have colour distributions closer to the painting's."""
+    from restyle import imaging
+    from restyle.nets.train_style import palette_directions, palette_loss, palette_target, \
+        train_style
+    styles = sorted(style_dir.iterdir())
+    kw = dict(steps=30, lr=5e-3, warmup=0, data_dir=photo_dir, eval_every=100, **TINY)
+    photos = torch.cat([imaging.to_tensor(Image.open(p).convert("RGB").resize((64, 64)))
+                        for p in sorted(photo_dir.iterdir())])
+    dirs = palette_directions()
+    targets = {f.stem: palette_target(imaging.to_tensor(Image.open(f).convert("RGB")), dirs)
+               for f in styles}
+    palette = {}
+    for weight in (0.0, 20.0):
+        run = tmp_path / f"palette{weight:g}"
+        train_style(styles, run, palette_weight=weight, **kw)
+        net = load_stylenet(run / "stylenet.safetensors")
+        palette[weight] = sum(float(palette_loss(net.stylize(photos, k), dirs,
+                                                 targets[k].expand(len(photos), -1, -1)))
+                              for k in net.styles)
+    assert palette[20.0] < 0.7 * palette[0.0]
+    assert any("palette" in r for r in read_log(tmp_path / "palette20" / "log.jsonl"))
+
+
 def test_lite_loss_network_trains_and_the_vgg16_judge_scores(photo_dir, style_dir, tmp_path):
     from restyle.nets.train_style import train_style
     styles = sorted(style_dir.iterdir())
