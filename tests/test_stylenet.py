@@ -34,6 +34,26 @@ def test_shapes_any_size_and_output_range():
         net(torch.rand(1, 3, 3, 40), net.mix_vector(0))
 
 
+@pytest.mark.parametrize("h,w", [(12, 16), (11, 14), (9, 13)])
+def test_fast_inference_convolutions_compute_the_same_numbers(h, w):
+    """The up-stage (nearest 2x, reflect pad, 3x3 conv) as a sub-pixel convolution and the
+    9x9 output convolution on the space-to-depth map: equal to the plain layers, odd sizes
+    too, and their derived weights follow the layer's weights when these change."""
+    import torch.nn.functional as F
+    from restyle.nets.stylenet import conv_space_to_depth, reflect_pad, upsample2_conv3
+    torch.manual_seed(0)
+    x = torch.rand(1, 8, h, w)
+    up = torch.nn.Conv2d(8, 4, 3)
+    plain = up(F.pad(F.interpolate(x, scale_factor=2, mode="nearest"), (1,) * 4, mode="reflect"))
+    with torch.no_grad():
+        assert torch.allclose(upsample2_conv3(x, up), plain, atol=1e-5)
+    last = torch.nn.Conv2d(8, 3, 9)
+    with torch.no_grad():
+        assert torch.allclose(conv_space_to_depth(x, last), last(reflect_pad(x, 4)), atol=1e-5)
+        last.weight.mul_(-1)  # new weights: the cached derived weights are made again
+        assert torch.allclose(conv_space_to_depth(x, last), last(reflect_pad(x, 4)), atol=1e-5)
+
+
 def test_conditional_instance_norm_normalises_then_applies_the_style():
     norm = CondInstanceNorm(4, 2)
     norm.gamma.data = torch.tensor([[1.0, 2, 3, 4], [0.5, 0.5, 0.5, 0.5]])
