@@ -17,6 +17,7 @@ with onnxruntime instead of PyTorch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -52,7 +53,6 @@ class NetworkParams:
 def style_for_painting(model: str, painting: str) -> str:
     """The style of ``model`` trained on the painting file ``painting`` (matched by its file
     name without extension, as ``restyle train style`` names styles)."""
-    from pathlib import Path
     stem = Path(painting).stem
     if stem not in get_stylenet(model).styles:
         raise RestyleError(f"the {model} model has no style {stem!r}")
@@ -87,7 +87,10 @@ class Network(Method):
             raise RestyleError(f"name the style(s) to use: one of {', '.join(net.styles)}")
         weights = {}
         for name, w in zip(names, inputs.style_weights):
-            weights[name] = weights.get(name, 0.0) + w
+            # a painting's file for the style trained on it (named by its file name)
+            key = name if name in net.styles or Path(name).stem not in net.styles \
+                else Path(name).stem
+            weights[key] = weights.get(key, 0.0) + w
         out_size = imaging.fit_size(*inputs.content.size, params.size)
         photo = imaging.to_tensor(imaging.resize(inputs.content, out_size))
         side = stroke.working_side(params.stroke_size, max(out_size))
