@@ -52,6 +52,12 @@ def test_fast_inference_convolutions_compute_the_same_numbers(h, w):
         assert torch.allclose(conv_space_to_depth(x, last), last(reflect_pad(x, 4)), atol=1e-5)
         last.weight.mul_(-1)  # new weights: the cached derived weights are made again
         assert torch.allclose(conv_space_to_depth(x, last), last(reflect_pad(x, 4)), atol=1e-5)
+    # the whole network: inference (every shortcut) against the differentiable training path
+    net = random_net(("a", "b"), width=8, blocks=1)
+    image, mix = torch.rand(1, 3, 4 * h, 4 * w), net.mix_vector("b", 1)
+    with torch.no_grad():
+        fast = net(image, mix)
+    assert torch.allclose(fast, net(image.clone().requires_grad_(True), mix).detach(), atol=1e-4)
 
 
 def test_conditional_instance_norm_normalises_then_applies_the_style():
