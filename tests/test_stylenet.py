@@ -173,6 +173,25 @@ def test_tone_weight_keeps_the_photos_lights_and_darks(photo_dir, style_dir, tmp
     assert any("tone" in r for r in read_log(tmp_path / "tone50" / "log.jsonl"))
 
 
+def test_a_run_checkpointed_before_the_tone_and_palette_losses_resumes(photo_dir, style_dir,
+                                                                        tmp_path):
+    """A checkpoint whose settings lack the later loss weights resumes with them at 0 (as
+    it was trained); the new defaults (10) are refused with the settings to repeat."""
+    from restyle.nets.train_style import train_style
+    from restyle.nets.training import CHECKPOINT, load_checkpoint
+    kw = dict(steps=4, data_dir=photo_dir, eval_every=100, warmup=0, init_from="none", **TINY)
+    old = dict(kw, tone_weight=0.0, palette_weight=0.0)
+    train_style([style_dir / "bands.png"], tmp_path / "run", stop_at_step=2, **old)
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    for key in ("tone_weight", "palette_weight"):
+        del state["config"][key]
+    torch.save(state, tmp_path / "run" / CHECKPOINT)
+    with pytest.raises(RestyleError, match=r"palette_weight=0\.0 \(asked: 10\.0\)"):
+        train_style([style_dir / "bands.png"], tmp_path / "run", **kw)
+    train_style([style_dir / "bands.png"], tmp_path / "run", **old)
+    assert read_log(tmp_path / "run" / "log.jsonl")[-1]["step"] == 4
+
+
 def test_palette_loss_compares_colour_distributions_wherever_the_colours_are():
     from restyle.imaging import luminance
     from restyle.nets.train_style import palette_directions, palette_loss, palette_target

@@ -50,13 +50,20 @@ class NetworkParams:
                          choices=("torch", "onnx"))
 
 
-def style_for_painting(model: str, painting: str) -> str:
-    """The style of ``model`` trained on the painting file ``painting`` (matched by its file
-    name without extension, as ``restyle train style`` names styles)."""
+def painting_style(styles: list[str], painting: str) -> str | None:
+    """The style among ``styles`` trained on the painting file ``painting`` (matched by its
+    file name without extension, as ``restyle train style`` names styles), or None."""
     stem = Path(painting).stem
-    if stem not in get_stylenet(model).styles:
-        raise RestyleError(f"the {model} model has no style {stem!r}")
-    return stem
+    return stem if stem in styles else None
+
+
+def style_for_painting(model: str, painting: str) -> str:
+    """The style of ``model`` trained on the painting file ``painting`` (see
+    :func:`painting_style`)."""
+    name = painting_style(get_stylenet(model).styles, painting)
+    if name is None:
+        raise RestyleError(f"the {model} model has no style {Path(painting).stem!r}")
+    return name
 
 
 def default_model() -> str:
@@ -87,9 +94,8 @@ class Network(Method):
             raise RestyleError(f"name the style(s) to use: one of {', '.join(net.styles)}")
         weights = {}
         for name, w in zip(names, inputs.style_weights):
-            # a painting's file for the style trained on it (named by its file name)
-            key = name if name in net.styles or Path(name).stem not in net.styles \
-                else Path(name).stem
+            # a style's name, or a painting's file for the style trained on it
+            key = name if name in net.styles else painting_style(net.styles, name) or name
             weights[key] = weights.get(key, 0.0) + w
         out_size = imaging.fit_size(*inputs.content.size, params.size)
         photo = imaging.to_tensor(imaging.resize(inputs.content, out_size))

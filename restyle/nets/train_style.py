@@ -46,8 +46,9 @@ VGG16 on held-out photos at equal wall time; models/painters.md):
   VGG16 cut at relu4_1 saves only about 20 % a step and drops relu5_1;
 * the shipped ``painters`` weights were then trained at the output scale (256 px crops,
   Grams at 512 px), with ``tone_weight=10`` (``painters4``: Gram 0.078 against 0.112 at
-  512 px, the photo's lights and darks kept) and then ``palette_weight=10`` too
-  (``painters5``: Gram 0.068, palette distance 2.74 against 4.59; models/painters.md);
+  512 px, the photo's lights and darks kept), then ``palette_weight=10`` too
+  (``painters5``: Gram 0.068, palette distance 2.74 against 4.59) and 30 (``painters6``,
+  shipped: Gram 0.065, palette 2.03, Starry Night's skies blue; models/painters.md);
 * both are on by default (10 each): a user's single painting (seated_nude, 10 minutes from
   the installed network, 6 photos at 512 px) came out with Gram 0.124 against 0.135,
   content 0.727 against 0.716, tone 0.021 against 0.043 and palette 1.10 against 1.18
@@ -83,6 +84,9 @@ from .training import (CHECKPOINT, Judge, RandomCrops, center_square, check_run_
                        warmup_cosine)
 
 LOG = "log.jsonl"
+#: Settings added after runs were checkpointed, with the value that resumes such a run as
+#: it was (the tone and palette losses did not exist: weight 0).
+LEGACY_SETTINGS = {"tone_weight": 0.0, "palette_weight": 0.0}
 #: The loss networks ``StyleTraining.loss_net`` names.
 LOSS_NETS = ("vgg16", "lite")
 #: Style weight that ``strength=0.5`` stands for (as in the Gatys method).
@@ -499,8 +503,8 @@ def train_style(styles: Sequence[str | Path], out_dir: str | Path, minutes: floa
         raise RestyleError(f"style names must be unique, got {names}")
     add_path = Path(add_to) if add_to else None
     content_dir = Path(data_dir) if data_dir else data_root() / "train" / "content"
-    with open_run(out_dir, asdict(cfg), steps, minutes, resume, say, init_from) as (
-            out, state, total):
+    with open_run(out_dir, asdict(cfg), steps, minutes, resume, say, init_from,
+                  LEGACY_SETTINGS) as (out, state, total):
         run = StyleRun(cfg, out, state, total, style_files, names, content_dir, holdout,
                        eval_size, precision, device, add_path,
                        Path(init_from) if init_from else None)

@@ -310,15 +310,19 @@ CHECKPOINT = "checkpoint.pt"
 
 @contextlib.contextmanager
 def open_run(out_dir: str | Path, cfg: dict, steps, minutes, resume: bool, say,
-             init_from=None):
+             init_from=None, legacy: dict | None = None):
     """A trainer's run folder, created and locked, with its checkpoint state (None for a new
     run) and planned length (:func:`plan_total`): ``with open_run(...) as (out, state, total)``.
-    ``init_from`` (weights a *new* run starts from) is refused where a run already is."""
+    ``init_from`` (weights a *new* run starts from) is refused where a run already is.
+    ``legacy``: settings added after runs were checkpointed, with the value that reproduces
+    a run saved without them (a loss that did not exist: weight 0)."""
     out = make_run_dir(out_dir)
     with run_lock(out):
         fsio.clean_stale_temps(out, any_process=True)  # a killed checkpoint write's (locked)
         path = out / CHECKPOINT
         state = load_checkpoint(path) if resume and path.exists() else None
+        if state is not None and legacy:
+            state["config"] = {**legacy, **state["config"]}
         total = plan_total(state, cfg, out, steps, minutes, say)
         if state is not None and init_from is not None:
             raise RestyleError(f"{out} already holds a run; --init-from starts a new one "
