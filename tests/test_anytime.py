@@ -232,12 +232,15 @@ def test_anytime_coarse_level_inside_the_budget_lowers_the_loss(photo, style_pat
 
 
 def test_level_limits_share_the_time_left():
-    now = time.perf_counter()
-    limits = level_limits(3, 0.4, now + 10)
+    now = 1000.0  # a fixed instant: the shares must not depend on the machine's speed
+    limits = level_limits(3, 0.4, now + 10, now=now)
     assert limits[2] is None  # the final size: until the deadline
-    assert 0 < limits[0] - now <= 2.0 + 0.1 and 0 < limits[1] - now <= 4.0 + 0.1
-    assert abs((limits[1] - limits[0]) - 2.0) < 1e-6
-    assert level_limits(1, 0.4, now + 10) == [None]
+    assert limits[0] - now == pytest.approx(2.0) and limits[1] - now == pytest.approx(4.0)
+    assert level_limits(3, 0.4, now - 1, now=now)[:2] == [now, now]  # past the deadline
+    assert level_limits(1, 0.4, now + 10, now=now) == [None]
+    started = time.perf_counter()  # the default instant is the present one
+    live = level_limits(2, 0.5, started + 10)
+    assert 5.0 - 1e-6 <= live[0] - started <= 5.0 + 0.5  # plus half the time between the calls
 
 
 def test_frontier_reports_the_warm_start_target_and_the_curves():

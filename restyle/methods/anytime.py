@@ -84,11 +84,12 @@ def start_strength(strength: float) -> float:
     return min(1.0, 2.0 * strength)
 
 
-def level_limits(levels: int, coarse: float, deadline: float) -> list[float | None]:
+def level_limits(levels: int, coarse: float, deadline: float,
+                 now: float | None = None) -> list[float | None]:
     """When each pyramid level ends (:func:`time.perf_counter` instants): the coarser levels
-    share ``coarse`` of the time left before ``deadline`` equally, the final size gets the
-    rest (None: until the deadline)."""
-    now = time.perf_counter()
+    share ``coarse`` of the time left between ``now`` (default: the present instant) and
+    ``deadline`` equally, the final size gets the rest (None: until the deadline)."""
+    now = time.perf_counter() if now is None else now
     left = max(0.0, deadline - now)
     below = levels - 1
     return [now + left * coarse * (k + 1) / below for k in range(below)] + [None]
