@@ -387,7 +387,15 @@ def test_other_sites_cannot_drive_the_studio(client, server):
 
 # ----------------------------------------------------------------------------- a real job
 
-def test_gatys_job_streams_progress_and_gives_a_png(client, server):
+def test_gatys_job_streams_progress_and_gives_a_png(client, server, monkeypatch):
+    from restyle.backbone import VGG
+    forward = VGG.forward
+
+    def slow(self, *args, **kwargs):  # steps longer than the stream's 0.1 s poll: all seen
+        time.sleep(0.25)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(VGG, "forward", slow)
     status, headers, job = client.submit("gatys", {"size": 32, "iterations": 3, "min_size": 0},
                                          content=photo_png(48), styles=[flat_png()])
     assert status == 202, job
