@@ -124,7 +124,7 @@ def test_training_lowers_the_style_loss_and_resumes_exactly(photo_dir, style_dir
     summary = train_style(styles, tmp_path / "a", **kw)
     assert summary["finished"]
     evals = [r["eval"] for r in read_log(tmp_path / "a" / "log.jsonl") if "eval" in r]
-    assert [e["step"] for e in evals] == [0, 60]
+    assert [e["step"] for e in evals] == [0, 150]
     assert evals[-1]["style"] < 0.7 * evals[0]["style"]  # on a held-out photo
     for before, after in zip(evals[0]["style_each"], evals[-1]["style_each"]):
         assert after < 0.9 * before  # every style learnt
@@ -326,6 +326,60 @@ def test_auto_init_starts_new_runs_from_the_installed_painters(photo_dir, style_
     train_style(style, tmp_path / "none", stop_at_step=0, init_from="none", **kw)
     for run in ("wide", "none"):
         assert read_log(tmp_path / run / "log.jsonl")[0]["init_from"] is None
+
+
+def test_distill_loss_counts_pixels_and_strokes():
+    from skimage import data
+    from restyle.nets.train_style import distill_loss
+    t = torch.tensor(data.astronaut()[::8, ::8].copy()).permute(2, 0, 1)[None].float() / 255
+    assert float(distill_loss(t, t)) == 0
+    flat = t.mean(dim=(-2, -1), keepdim=True).expand_as(t)  # the colours, no strokes
+    blur = torch.nn.functional.avg_pool2d(t, 3, 1, 1, count_include_pad=False)
+    off = (t + 0.05).clamp(0, 1)  # every stroke kept, a little brighter
+    assert float(distill_loss(off, t)) < float(distill_loss(blur, t)) < float(distill_loss(flat, t))
+    # the steps term: a blurred copy costs far more than its pixel difference says
+    pixels = float((blur - t).abs().mean()) / float((off - t).abs().mean())
+    assert float(distill_loss(blur, t)) / float(distill_loss(off, t)) > 2 * pixels
+
+
+def test_distillation_copies_the_teachers_pictures(photo_dir, style_dir, tmp_path):
+    """A narrower student learns a teacher network's pictures with no loss network in its
+    steps: the held-out distance to the teacher falls, the styles stay the teacher's."""
+    from restyle.nets.train_style import train_style
+    from restyle import imaging
+    from restyle.nets.train_style import distill_loss
+    teacher = random_net(("other", "stripes", "bands"), width=8, blocks=1)
+    torch.manual_seed(1)
+    teacher.norms()[-1].beta.data.normal_(0, 2.0)  # styles far apart (0.28-0.37)
+    teacher_path = teacher.save(tmp_path / "teacher.safetensors")
+    styles = [style_dir / "bands.png", style_dir / "stripes.png"]
+    kw = dict(TINY, width=4, data_dir=photo_dir, warmup=0, lr=1e-2, teacher=str(teacher_path),
+              perceptual_weight=0.0, tone_weight=0.0, palette_weight=0.0)
+    train_style(styles, tmp_path / "student", steps=150, eval_every=150, **kw)
+    log = read_log(tmp_path / "student" / "log.jsonl")
+    evals = [r["eval"] for r in log if "eval" in r]
+    assert [e["step"] for e in evals] == [0, 150]
+    assert evals[-1]["teacher"] < 0.75 * evals[0]["teacher"]
+    steps = [r for r in log if "loss" in r]
+    assert steps and all("teacher" in r and "style" not in r for r in steps)  # no VGG in steps
+    student = load_stylenet(tmp_path / "student" / "stylenet.safetensors")
+    assert student.width == 4 and student.styles == ["bands", "stripes"]
+    # each style learnt from the teacher's style of that name, not from its position
+    teacher = load_stylenet(teacher_path)
+    photos = torch.cat([imaging.to_tensor(Image.open(p).convert("RGB").resize((64, 64)))
+                        for p in sorted(photo_dir.iterdir())])
+    with torch.no_grad():
+        for name in student.styles:
+            mine = student.stylize(photos, name)
+            near = {k: float(distill_loss(mine, teacher.stylize(photos, k))) for k in teacher.styles}
+            assert min(near, key=near.get) == name, near
+    assert log[0]["config"]["teacher"] == str(teacher_path)
+    with pytest.raises(RestyleError, match="no style dots"):
+        train_style([style_dir / "bands.png"], tmp_path / "x", steps=1, names=["dots"], **kw)
+    with pytest.raises(RestyleError, match="nothing to learn"):
+        train_style(styles, tmp_path / "y", steps=1, **{**kw, "teacher": ""})
+    with pytest.raises(RestyleError, match="no-such-net"):
+        train_style(styles, tmp_path / "z", steps=1, **{**kw, "teacher": "no-such-net"})
 
 
 # ----------------------------------------------------------------------------- using a model

@@ -86,7 +86,8 @@ from .training import (CHECKPOINT, Judge, RandomCrops, center_square, check_run_
 LOG = "log.jsonl"
 #: Settings added after runs were checkpointed, with the value that resumes such a run as
 #: it was (the tone and palette losses did not exist: weight 0).
-LEGACY_SETTINGS = {"tone_weight": 0.0, "palette_weight": 0.0}
+LEGACY_SETTINGS = {"tone_weight": 0.0, "palette_weight": 0.0, "perceptual_weight": 1.0,
+                   "teacher": "", "teacher_weight": 10.0}
 #: The loss networks ``StyleTraining.loss_net`` names.
 LOSS_NETS = ("vgg16", "lite")
 #: Style weight that ``strength=0.5`` stands for (as in the Gatys method).
@@ -121,6 +122,16 @@ class StyleTraining:
     palette_weight: float = param(10.0, "weight of the palette loss: the output's pixel colours "
                                   "distributed like the painting's (sliced Wasserstein in "
                                   "RGB, relative), against colour casts", min=0.0)
+    perceptual_weight: float = param(1.0, "weight of the content and style losses through the "
+                                     "loss network (0: none, and the loss network only judges: "
+                                     "a distillation from --teacher alone)", min=0.0)
+    teacher: str = param("", "a trained style network (installed name or file) whose pictures "
+                         "the network learns to copy (distillation: a smaller, faster network "
+                         "from a larger one); its styles must include the trained ones")
+    teacher_weight: float = param(10.0, "weight of the distillation loss (with --teacher): "
+                                  "mean absolute difference from the teacher's picture, of "
+                                  "the pixels and of their horizontal and vertical steps",
+                                  min=0.0)
     loss_net: str = param("vgg16", "loss network: the embedded VGG16 (it stops at the deepest "
                           "layer asked for), or 'lite', the distilled adain-lite encoder "
                           "(relu1_1..relu4_1, about 7x cheaper; the full VGG16 still judges)",
@@ -174,6 +185,24 @@ def palette_loss(y: torch.Tensor, directions: torch.Tensor, targets: torch.Tenso
     y = torch.nn.functional.avg_pool2d(y.float(), 2) if min(y.shape[-2:]) >= 4 else y.float()
     return sum(sliced_wasserstein_loss(y[i:i + 1], directions, targets[i])
                for i in range(len(y))) / len(y)
+
+
+def distill_loss(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """How far pictures ``y`` are from the teacher's ``t`` ([0, 1] units): the mean absolute
+    difference of the pixels plus that of their horizontal and vertical steps, so that the
+    student copies the teacher's strokes and edges, not only their local average."""
+    y, t = y.float(), t.float()
+    steps = sum((y.diff(dim=d) - t.diff(dim=d)).abs().mean() for d in (-1, -2))
+    return (y - t).abs().mean() + steps
+
+
+def teacher_styles(teacher: StyleNet, names: Sequence[str], path: Path) -> torch.Tensor:
+    """The index in ``teacher`` of each style in ``names`` (a clear error for one it lacks)."""
+    missing = [n for n in names if n not in teacher.styles]
+    if missing:
+        raise RestyleError(f"the teacher {path} has no style {', '.join(missing)}; its styles: "
+                           f"{', '.join(teacher.styles)}")
+    return torch.tensor([teacher.styles.index(n) for n in names])
 
 
 def _split(layers: str) -> list[str]:
@@ -232,6 +261,15 @@ class StyleRun:
                 raise RestyleError(f"{out} trains the styles {state['styles']}, not {all_names}")
             self.net.load_state_dict(state["model"])
         self.net.to(self.dev, memory_format=torch.channels_last).train()
+        self.teacher, self.teacher_index = None, None
+        if cfg.teacher:
+            path = resolve_model(cfg.teacher)
+            self.teacher = load_stylenet(path).to(self.dev, memory_format=torch.channels_last)
+            self.teacher.eval().requires_grad_(False)
+            self.teacher_index = teacher_styles(self.teacher, all_names, path).to(self.dev)
+        if cfg.perceptual_weight == 0 and not (cfg.teacher and cfg.teacher_weight):
+            raise RestyleError("--perceptual-weight 0 leaves nothing to learn from without "
+                               "--teacher (and a --teacher-weight above 0)")
         params = self._trainable()
         self.opt = torch.optim.Adam(params, lr=cfg.lr)
 
@@ -300,14 +338,20 @@ class StyleRun:
 
     @staticmethod
     def describe_step(r: dict) -> str:
-        return (f"loss {r['loss']:.4f} (content {r['content']:.3f}, style {r['style']:.4f}"
+        return (f"loss {r['loss']:.4f} ("
+                + (f"content {r['content']:.3f}, style {r['style']:.4f}" if "content" in r
+                   else "")
+                + (f"{', ' if 'content' in r else ''}teacher {r['teacher']:.4f}"
+                   if "teacher" in r else "")
                 + (f", tv {r['tv']:.5f}" if "tv" in r else "")
                 + (f", tone {r['tone']:.4f}" if "tone" in r else "")
                 + (f", palette {r['palette']:.4f}" if "palette" in r else "") + ")")
 
     @staticmethod
     def describe_eval(e: dict) -> str:
-        return (f"step {e['step']}: held-out content {e['content']:.3f}, style {e['style']:.4f} "
+        return (f"step {e['step']}: held-out "
+                + (f"distance to the teacher {e['teacher']:.4f}, " if "teacher" in e else "")
+                + f"content {e['content']:.3f}, style {e['style']:.4f} "
                 f"(per style: {', '.join(f'{v:.3f}' for v in e['style_each'])}); VGG16 judge: "
                 f"content {e['judge_content']:.3f}, Gram {e['judge_gram']:.4f} (per style: "
                 f"{', '.join(f'{v:.3f}' for v in e['judge_gram_each'])})")
@@ -341,9 +385,14 @@ class StyleRun:
         mix = torch.nn.functional.one_hot(which + self.first_trained, self.net.n_styles).float()
         with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
             y = self.net(x, mix.to(self.dev))
-        parts = self.losses(y, x, which.to(self.dev))
-        cw, sw = self.weights()
-        loss = cw * parts["content"] + sw * parts["style"]
+        parts, loss = {}, 0.0
+        if cfg.perceptual_weight:
+            parts = self.losses(y, x, which.to(self.dev))
+            cw, sw = self.weights()
+            loss = cfg.perceptual_weight * (cw * parts["content"] + sw * parts["style"])
+        if self.teacher is not None:
+            parts["teacher"] = distill_loss(y, self.teach(x, which + self.first_trained))
+            loss = loss + cfg.teacher_weight * parts["teacher"]
         if cfg.tv_weight:
             parts["tv"] = total_variation(y)
             loss = loss + cfg.tv_weight * parts["tv"]
@@ -356,15 +405,27 @@ class StyleRun:
         return optimizer_step(self, loss, parts)
 
     @torch.no_grad()
+    def teach(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """The teacher's pictures of photos ``x``, each in its style ``styles`` (indices
+        among this network's styles)."""
+        mix = torch.nn.functional.one_hot(self.teacher_index[styles.to(self.dev)],
+                                          self.teacher.n_styles).float()
+        with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.teacher(x, mix).float()
+
+    @torch.no_grad()
     def evaluate(self) -> dict:
         """Held-out photos in every trained style: mean losses, and the preview sheet."""
         self.net.eval()
         x = self.eval_batch.to(self.dev)
-        rows, content, style_each, judged = [], [], [], []
+        rows, content, style_each, judged, copied = [], [], [], [], []
         for k, name in enumerate(self.trained_styles):
             with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.bf16):
                 y = self.net(x, self.net.mix_vector(name, len(x)).to(self.dev)).float()
-            parts = self.losses(y, x, torch.full((len(x),), k, device=self.dev))
+            which = torch.full((len(x),), k, device=self.dev)
+            if self.teacher is not None:
+                copied.append(float(distill_loss(y, self.teach(x, which + self.first_trained))))
+            parts = self.losses(y, x, which)
             content.append(float(parts["content"]))
             style_each.append(round(float(parts["style"]), 5))
             judged.append(self.judge(y, k))
@@ -374,7 +435,8 @@ class StyleRun:
                           + [torch.cat([r[i] for i in range(len(x))], 1) for r in rows], 2)
         imaging.save_image(sheet.unsqueeze(0), self.out / "preview.png", overwrite=True)
         n = len(judged)
-        return {"content": round(sum(content) / len(content), 5),
+        extra = {"teacher": round(sum(copied) / n, 5)} if copied else {}
+        return {**extra, "content": round(sum(content) / len(content), 5),
                 "style": round(sum(style_each) / len(style_each), 5), "style_each": style_each,
                 "judge_content": round(sum(c for c, _ in judged) / n, 5),
                 "judge_gram": round(sum(g for _, g in judged) / n, 5),
