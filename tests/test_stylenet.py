@@ -382,6 +382,31 @@ def test_distillation_copies_the_teachers_pictures(photo_dir, style_dir, tmp_pat
         train_style(styles, tmp_path / "z", steps=1, **{**kw, "teacher": "no-such-net"})
 
 
+def test_shipped_painters_fast_paints_like_painters():
+    """The shipped student is narrower than its teacher and paints each style like the
+    teacher's style of that name: nearer to it than to any other of the teacher's styles."""
+    from pathlib import Path
+
+    from skimage import data
+
+    import restyle
+    from restyle import imaging
+    from restyle.nets.train_style import distill_loss
+    models = Path(restyle.__file__).resolve().parents[1] / "models"
+    teacher = load_stylenet(models / "painters.safetensors").eval()
+    fast = load_stylenet(models / "painters_fast.safetensors").eval()
+    assert fast.styles == teacher.styles and fast.width < teacher.width
+    assert fast.metadata["config"] and "painters" in fast.metadata["config"]
+    photo = imaging.to_tensor(Image.fromarray(data.astronaut()).resize((160, 160)))
+    with torch.no_grad():
+        theirs = {k: teacher.stylize(photo, k) for k in teacher.styles}
+        for name in fast.styles:
+            mine = fast.stylize(photo, name)
+            near = {k: float(distill_loss(mine, t)) for k, t in theirs.items()}
+            assert min(near, key=near.get) == name, near
+            assert float((mine - photo).abs().mean()) > 0.05  # a painting, not the photo
+
+
 # ----------------------------------------------------------------------------- using a model
 
 @pytest.fixture

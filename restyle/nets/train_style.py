@@ -20,7 +20,12 @@ against Gatys's 0.002-0.007), which reads as dark blotches and night skies; and
 painting's: the Grams leave room for colours the painting does not have (a mauve sky
 under Starry Night; ``restyle evaluate``'s palette distance 5.4 against Gatys's 2.7).
 
-with ``s = strength``, the same balance as the Gatys method's ``--strength``.
+with ``s = strength``, the same balance as the Gatys method's ``--strength``. With a
+``teacher`` (a trained network with the same styles), ``teacher_weight * distill`` is added
+(:func:`distill_loss`: the output's distance to the teacher's picture of the same crop in the
+same style) and the first two terms are scaled by ``perceptual_weight``; at 0 no loss network
+runs in the steps, which makes a step of a narrow student several times cheaper
+(``painters_fast``, width 8, is distilled from ``painters`` this way: models/painters_fast.md).
 
 With one style this trains a per-style network (Johnson / Ulyanov); with several,
 Dumoulin et al.'s conditional-instance-norm network. ``add_to`` adds new styles to
