@@ -90,7 +90,8 @@ from .training import (CHECKPOINT, Judge, RandomCrops, center_square, check_run_
 
 LOG = "log.jsonl"
 #: Settings added after runs were checkpointed, with the value that resumes such a run as
-#: it was (the tone and palette losses did not exist: weight 0).
+#: it was (the tone and palette losses did not exist: weight 0; nor did distillation: no
+#: teacher, the perceptual losses at full weight).
 LEGACY_SETTINGS = {"tone_weight": 0.0, "palette_weight": 0.0, "perceptual_weight": 1.0,
                    "teacher": "", "teacher_weight": 10.0}
 #: The loss networks ``StyleTraining.loss_net`` names.
